@@ -1,0 +1,25 @@
+-- Users: `username_key` is the NFKC + case-folded form, so "Alice" and "alice" are one user.
+CREATE TABLE users (
+    id            TEXT PRIMARY KEY,
+    username      TEXT NOT NULL,
+    username_key  TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+
+-- Login sessions: the refresh token currently valid for each, for rotation and reuse detection.
+CREATE TABLE sessions (
+    sid         TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users(id),
+    refresh_jti TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+
+-- Revoked sessions and tokens, kept until the last token they cover would have expired.
+CREATE TABLE revocations (
+    kind       TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE INDEX revocations_expires_at ON revocations (expires_at);

@@ -1,0 +1,104 @@
+//! Authentication of a request: the bearer token from `Authorization`, verified in memory
+//! (signature, claims, kind) and then checked against the revocation cache.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use crate::error::{ApiError, TokenError};
+use crate::revocation::RevocationCache;
+use crate::token::{Claims, TokenKind, TokenService, unix_now};
+
+/// Extracts the JWT from `Authorization: Bearer <JWT>`, with Flask-JWT-Extended's messages.
+pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, ApiError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(ApiError::MissingAuthHeader)?;
+    if values.next().is_some() {
+        return Err(ApiError::BadAuthHeader);
+    }
+    if value.len() > max_len {
+        return Err(ApiError::AuthHeaderTooLarge);
+    }
+    let text = value.to_str().map_err(|_| ApiError::BadAuthHeader)?;
+    let mut parts = text.split_ascii_whitespace();
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    if !parts
+        .next()
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer"))
+    {
+        return Err(ApiError::MissingBearer);
+    }
+    match (parts.next(), parts.next()) {
+        (Some(token), None) => Ok(token),
+        _ => Err(ApiError::BadAuthHeader),
+    }
+}
+
+/// The claims of a valid, unrevoked token of `kind` (`None`: either kind) from `headers`.
+pub fn authenticate(
+    headers: &HeaderMap,
+    kind: Option<TokenKind>,
+    tokens: &TokenService,
+    revocations: &RevocationCache,
+    max_header: usize,
+) -> Result<Claims, ApiError> {
+    let token = bearer_token(headers, max_header)?;
+    let now = unix_now();
+    let claims = match kind {
+        Some(kind) => tokens.verify_kind(token, kind, now),
+        None => tokens.verify(token, now),
+    }
+    .map_err(ApiError::Token)?;
+    if revocations.is_revoked(&claims) {
+        return Err(ApiError::Token(TokenError::Revoked));
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn with(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn authorization_header_forms() {
+        assert_eq!(bearer_token(&with(&["Bearer abc"]), 100).unwrap(), "abc");
+        assert_eq!(bearer_token(&with(&["bearer  abc "]), 100).unwrap(), "abc");
+        assert!(matches!(
+            bearer_token(&with(&[]), 100),
+            Err(ApiError::MissingAuthHeader)
+        ));
+        assert!(matches!(
+            bearer_token(&with(&["Basic abc"]), 100),
+            Err(ApiError::MissingBearer)
+        ));
+        assert!(matches!(
+            bearer_token(&with(&[""]), 100),
+            Err(ApiError::MissingBearer)
+        ));
+        assert!(matches!(
+            bearer_token(&with(&["Bearer"]), 100),
+            Err(ApiError::BadAuthHeader)
+        ));
+        assert!(matches!(
+            bearer_token(&with(&["Bearer a b"]), 100),
+            Err(ApiError::BadAuthHeader)
+        ));
+        assert!(matches!(
+            bearer_token(&with(&["Bearer a", "Bearer b"]), 100),
+            Err(ApiError::BadAuthHeader)
+        ));
+        let long = format!("Bearer {}", "a".repeat(200));
+        assert!(matches!(
+            bearer_token(&with(&[&long]), 100),
+            Err(ApiError::AuthHeaderTooLarge)
+        ));
+    }
+}

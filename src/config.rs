@@ -1,0 +1,651 @@
+//! Configuration: the TOML file as written (`RawConfig`, unknown keys rejected) and the validated
+//! `Config` the gate runs on. Validation collects every problem so `authgate check` can list them all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::routes::{Access, RouteRule, RouteTable};
+
+/// The file as written. Durations and enums stay text here so validation can report all problems.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    pub upstream: RawUpstream,
+    pub tokens: RawTokens,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub identity: RawIdentity,
+    #[serde(default)]
+    pub passwords: RawPasswords,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub auth_prefix: String,
+    pub case_insensitive_routes: bool,
+    pub header_read_timeout: String,
+    pub max_authorization_header: usize,
+    pub max_auth_body: usize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            auth_prefix: String::new(),
+            case_insensitive_routes: false,
+            header_read_timeout: "10s".into(),
+            max_authorization_header: 8 * 1024,
+            max_auth_body: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    #[serde(default = "default_pool_idle")]
+    pub pool_idle_timeout: String,
+}
+
+fn default_upstream_timeout() -> String {
+    "30s".into()
+}
+fn default_connect_timeout() -> String {
+    "2s".into()
+}
+fn default_pool_idle() -> String {
+    "90s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+    #[serde(default = "default_access_ttl")]
+    pub access_ttl: String,
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_ttl: String,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    #[serde(default = "default_leeway")]
+    pub leeway: String,
+}
+
+fn default_algorithm() -> String {
+    "HS256".into()
+}
+fn default_access_ttl() -> String {
+    "15m".into()
+}
+fn default_refresh_ttl() -> String {
+    "30d".into()
+}
+fn default_issuer() -> String {
+    "authgate".into()
+}
+fn default_leeway() -> String {
+    "0s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub path: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            path: PathBuf::from("data/authgate.db"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentity {
+    pub user_id_header: String,
+    pub username_header: String,
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        RawIdentity {
+            user_id_header: "X-Auth-User-Id".into(),
+            username_header: "X-Auth-Username".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPasswords {
+    /// argon2id memory in KiB (OWASP: 19 MiB).
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// How many hashes may run at once; more wait their turn.
+    pub max_concurrent_hashes: usize,
+}
+
+impl Default for RawPasswords {
+    fn default() -> Self {
+        RawPasswords {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent_hashes: 0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path: String,
+    pub methods: Option<Vec<String>>,
+    pub access: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Prefix of the auth endpoints, "" or "/something" without a trailing slash.
+    pub auth_prefix: String,
+    pub header_read_timeout: Duration,
+    pub max_authorization_header: usize,
+    pub max_auth_body: usize,
+    pub upstream: UpstreamConfig,
+    pub tokens: TokenConfig,
+    pub store_path: PathBuf,
+    pub identity: IdentityConfig,
+    pub passwords: PasswordConfig,
+    pub routes: RouteTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// scheme://host:port of the app; requests go here and nowhere else.
+    pub base: http::Uri,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct TokenConfig {
+    pub secret: Vec<u8>,
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub issuer: String,
+    pub leeway: Duration,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("secret", &"<redacted>")
+            .field("algorithm", &self.algorithm)
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("issuer", &self.issuer)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub user_id_header: http::HeaderName,
+    pub username_header: http::HeaderName,
+}
+
+#[derive(Debug, Clone)]
+pub struct PasswordConfig {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub max_concurrent_hashes: usize,
+}
+
+/// Every problem found in a configuration, one line each.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base)
+    }
+
+    /// Parses TOML text; relative `secret_file` paths are read relative to `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        Config::validate(raw, base_dir)
+    }
+
+    fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut duration = |key: &str, text: &str| match humantime::parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!(
+                    "{key} = {text:?}: {e} (write durations like \"15m\", \"2s\", \"30d\")"
+                ));
+                Duration::ZERO
+            }
+        };
+        let header_read_timeout = duration(
+            "server.header_read_timeout",
+            &raw.server.header_read_timeout,
+        );
+        let upstream_timeout = duration("upstream.timeout", &raw.upstream.timeout);
+        let connect_timeout = duration("upstream.connect_timeout", &raw.upstream.connect_timeout);
+        let pool_idle_timeout = duration(
+            "upstream.pool_idle_timeout",
+            &raw.upstream.pool_idle_timeout,
+        );
+        let access_ttl = duration("tokens.access_ttl", &raw.tokens.access_ttl);
+        let refresh_ttl = duration("tokens.refresh_ttl", &raw.tokens.refresh_ttl);
+        let leeway = duration("tokens.leeway", &raw.tokens.leeway);
+
+        for (key, d) in [
+            ("server.header_read_timeout", header_read_timeout),
+            ("upstream.timeout", upstream_timeout),
+            ("upstream.connect_timeout", connect_timeout),
+            ("tokens.access_ttl", access_ttl),
+            ("tokens.refresh_ttl", refresh_ttl),
+        ] {
+            if d < Duration::from_secs(1) && !problems.iter().any(|p| p.starts_with(key)) {
+                problems.push(format!("{key} must be at least 1s"));
+            }
+        }
+        if refresh_ttl < access_ttl {
+            problems.push("tokens.refresh_ttl must not be shorter than tokens.access_ttl".into());
+        }
+
+        let listen = raw.server.listen.parse().unwrap_or_else(|_| {
+            problems.push(format!(
+                "server.listen = {:?} is not an address like \"127.0.0.1:8080\"",
+                raw.server.listen
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+
+        let auth_prefix = raw.server.auth_prefix.trim_end_matches('/').to_string();
+        if !auth_prefix.is_empty()
+            && (!auth_prefix.starts_with('/')
+                || crate::routes::normalise_path(&auth_prefix).as_deref()
+                    != Ok(auth_prefix.as_str()))
+        {
+            problems.push(format!(
+                "server.auth_prefix = {:?} must be \"\" or a plain path like \"/auth\"",
+                raw.server.auth_prefix
+            ));
+        }
+        if raw.server.max_authorization_header < 256 {
+            problems.push("server.max_authorization_header must be at least 256 bytes".into());
+        }
+        if raw.server.max_auth_body < 1024 {
+            problems.push("server.max_auth_body must be at least 1024 bytes".into());
+        }
+
+        let upstream_base = parse_upstream(&raw.upstream.url).unwrap_or_else(|p| {
+            problems.push(p);
+            http::Uri::from_static("http://127.0.0.1")
+        });
+
+        let algorithm = match raw.tokens.algorithm.as_str() {
+            "HS256" => jsonwebtoken::Algorithm::HS256,
+            "HS384" => jsonwebtoken::Algorithm::HS384,
+            "HS512" => jsonwebtoken::Algorithm::HS512,
+            other => {
+                problems.push(format!(
+                    "tokens.algorithm = {other:?} is not supported: use \"HS256\", \"HS384\" or \"HS512\""
+                ));
+                jsonwebtoken::Algorithm::HS256
+            }
+        };
+        let secret =
+            match load_secret(&raw.tokens, base_dir).and_then(|s| check_secret(s, algorithm)) {
+                Ok(s) => s,
+                Err(p) => {
+                    problems.push(p);
+                    Vec::new()
+                }
+            };
+        if raw.tokens.issuer.is_empty() {
+            problems.push("tokens.issuer must not be empty".into());
+        }
+
+        let mut header = |key: &str, name: &str| match http::HeaderName::from_bytes(name.as_bytes())
+        {
+            Ok(h) => h,
+            Err(_) => {
+                problems.push(format!("{key} = {name:?} is not a valid header name"));
+                http::HeaderName::from_static("x-invalid")
+            }
+        };
+        let identity = IdentityConfig {
+            user_id_header: header("identity.user_id_header", &raw.identity.user_id_header),
+            username_header: header("identity.username_header", &raw.identity.username_header),
+        };
+        if crate::proxy::header_key(identity.user_id_header.as_str())
+            == crate::proxy::header_key(identity.username_header.as_str())
+        {
+            problems
+                .push("identity.user_id_header and identity.username_header must differ".into());
+        }
+
+        let p = &raw.passwords;
+        if argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, None).is_err() {
+            problems.push(format!(
+                "passwords: memory_kib = {}, iterations = {}, parallelism = {} are not valid argon2 parameters",
+                p.memory_kib, p.iterations, p.parallelism
+            ));
+        }
+        let max_concurrent_hashes = if p.max_concurrent_hashes == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            p.max_concurrent_hashes
+        };
+
+        let mut rules = Vec::new();
+        for (i, route) in raw.routes.iter().enumerate() {
+            match route_rule(route) {
+                Ok(rule) => rules.push(rule),
+                Err(p) => problems.push(format!("routes[{i}] (path {:?}): {p}", route.path)),
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(Config {
+            listen,
+            auth_prefix,
+            header_read_timeout,
+            max_authorization_header: raw.server.max_authorization_header,
+            max_auth_body: raw.server.max_auth_body,
+            upstream: UpstreamConfig {
+                base: upstream_base,
+                timeout: upstream_timeout,
+                connect_timeout,
+                pool_idle_timeout,
+            },
+            tokens: TokenConfig {
+                secret,
+                algorithm,
+                access_ttl,
+                refresh_ttl,
+                issuer: raw.tokens.issuer,
+                leeway,
+            },
+            store_path: raw.store.path,
+            identity,
+            passwords: PasswordConfig {
+                memory_kib: p.memory_kib,
+                iterations: p.iterations,
+                parallelism: p.parallelism,
+                max_concurrent_hashes,
+            },
+            routes: RouteTable::new(rules, raw.server.case_insensitive_routes),
+        })
+    }
+}
+
+fn parse_upstream(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url.parse().map_err(|_| {
+        format!("upstream.url = {url:?} is not a URL like \"http://127.0.0.1:9000\"")
+    })?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "upstream.url = {url:?} must start with http:// (authgate speaks plain HTTP to the app beside it)"
+        ));
+    }
+    if uri.authority().is_none() {
+        return Err(format!("upstream.url = {url:?} has no host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "upstream.url = {url:?} must not have a path or query: requests keep their own path"
+        ));
+    }
+    Ok(uri)
+}
+
+const SECRET_HELP: &str = "generate one with `openssl rand -base64 48` (or `head -c 48 /dev/urandom | base64`) \
+and put it in tokens.secret_env (an environment variable's name), tokens.secret_file, or tokens.secret";
+
+fn load_secret(tokens: &RawTokens, base_dir: &Path) -> Result<Vec<u8>, String> {
+    let given = [
+        tokens.secret.is_some(),
+        tokens.secret_file.is_some(),
+        tokens.secret_env.is_some(),
+    ]
+    .iter()
+    .filter(|&&b| b)
+    .count();
+    if given != 1 {
+        return Err(format!(
+            "tokens: set exactly one of secret, secret_file, secret_env (found {given}); {SECRET_HELP}"
+        ));
+    }
+    if let Some(s) = &tokens.secret {
+        return Ok(s.as_bytes().to_vec());
+    }
+    if let Some(file) = &tokens.secret_file {
+        let path = base_dir.join(file);
+        let text = std::fs::read(&path).map_err(|e| {
+            format!(
+                "tokens.secret_file: cannot read {}: {e}; {SECRET_HELP}",
+                path.display()
+            )
+        })?;
+        return Ok(trim_ascii_end(text));
+    }
+    let var = tokens.secret_env.as_deref().unwrap_or_default();
+    match std::env::var(var) {
+        Ok(v) => Ok(v.into_bytes()),
+        Err(_) => Err(format!(
+            "tokens.secret_env: environment variable {var} is not set; {SECRET_HELP}"
+        )),
+    }
+}
+
+fn trim_ascii_end(mut bytes: Vec<u8>) -> Vec<u8> {
+    while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        bytes.pop();
+    }
+    bytes
+}
+
+/// An HMAC key must be at least as long as the hash output (RFC 7518 §3.2) and not trivially repetitive.
+fn check_secret(secret: Vec<u8>, algorithm: jsonwebtoken::Algorithm) -> Result<Vec<u8>, String> {
+    let min = match algorithm {
+        jsonwebtoken::Algorithm::HS384 => 48,
+        jsonwebtoken::Algorithm::HS512 => 64,
+        _ => 32,
+    };
+    if secret.len() < min {
+        return Err(format!(
+            "tokens: the signing secret is too weak: {:?} needs at least {min} bytes, this one has {}; {SECRET_HELP}",
+            algorithm,
+            secret.len()
+        ));
+    }
+    let mut seen = [false; 256];
+    secret.iter().for_each(|&b| seen[b as usize] = true);
+    if seen.iter().filter(|&&s| s).count() < 8 {
+        return Err(format!(
+            "tokens: the signing secret is too weak: it repeats fewer than 8 distinct characters; {SECRET_HELP}"
+        ));
+    }
+    Ok(secret)
+}
+
+fn route_rule(route: &RawRoute) -> Result<RouteRule, String> {
+    let access = match route.access.as_str() {
+        "public" => Access::Public,
+        "authenticated" => Access::Authenticated,
+        "deny" => Access::Deny,
+        other => {
+            return Err(format!(
+                "access = {other:?} must be \"public\", \"authenticated\" or \"deny\""
+            ));
+        }
+    };
+    let methods = match &route.methods {
+        None => None,
+        Some(list) if list.is_empty() => {
+            return Err("methods must not be empty (leave it out to match every method)".into());
+        }
+        Some(list) => {
+            let mut methods = Vec::new();
+            for m in list {
+                let upper = m.to_ascii_uppercase();
+                http::Method::from_bytes(upper.as_bytes())
+                    .map_err(|_| format!("method {m:?} is not an HTTP method"))?;
+                methods.push(upper);
+            }
+            Some(methods)
+        }
+    };
+    RouteRule::new(&route.path, methods, access)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[upstream]
+url = "http://127.0.0.1:9000"
+[tokens]
+secret = "0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+[[routes]]
+path = "/public/**"
+methods = ["get"]
+access = "public"
+"#;
+
+    #[test]
+    fn a_good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD, Path::new(".")).unwrap();
+        assert_eq!(c.tokens.access_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(c.tokens.refresh_ttl, Duration::from_secs(30 * 86400));
+        assert_eq!(c.tokens.leeway, Duration::ZERO);
+        assert_eq!(c.tokens.issuer, "authgate");
+        assert_eq!(c.auth_prefix, "");
+        assert_eq!(c.routes.rules().len(), 1);
+        assert_eq!(c.identity.user_id_header.as_str(), "x-auth-user-id");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_name_and_line() {
+        let text = GOOD.replace("[tokens]\n", "[tokens]\nsecrit = \"x\"\n");
+        let err = Config::parse(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("secrit"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+[server]
+listen = "nowhere"
+header_read_timeout = "soon"
+[upstream]
+url = "https://example.com/app"
+[tokens]
+secret = "short"
+[[routes]]
+path = "public"
+access = "open"
+"#;
+        let problems = Config::parse(text, Path::new(".")).unwrap_err().0;
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+    }
+
+    #[test]
+    fn weak_or_missing_secrets_say_how_to_fix_it() {
+        for secret_line in [
+            "secret = \"tooshort\"",
+            "secret = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
+            "secret_env = \"AUTHGATE_TEST_SURELY_UNSET_VARIABLE\"",
+            "",
+        ] {
+            let text = GOOD.replace(
+                "secret = \"0123456789abcdefghijklmnopqrstuvwxyzABCDEF\"",
+                secret_line,
+            );
+            let err = Config::parse(&text, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("openssl rand"), "{secret_line}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug_output() {
+        let c = Config::parse(GOOD, Path::new(".")).unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe {
+            std::env::set_var(
+                "AUTHGATE_SECRET",
+                "an-example-secret-that-is-long-enough-0123456789",
+            )
+        };
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/authgate.toml");
+        Config::load(&path).unwrap();
+    }
+}

@@ -1,0 +1,227 @@
+//! One request's path through authgate: classify → authenticate → authorise → forward (or answer
+//! an auth endpoint). `classify` is pure, so `authgate explain` shows exactly what a request meets.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::authn::authenticate;
+use crate::body::Body;
+use crate::config::Config;
+use crate::endpoints::{self, Endpoint};
+use crate::error::{ApiError, json_response};
+use crate::gate::Gate;
+use crate::routes::{Access, Decision, normalise_path};
+use crate::token::TokenKind;
+
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// What a request is, decided from its method and target alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    Health,
+    Endpoint(Endpoint),
+    /// For the upstream, at `path_and_query` (normalised path, query as sent), under `decision`.
+    Proxy {
+        path_and_query: String,
+        decision: Decision,
+    },
+}
+
+/// Classifies a request: the path is normalised once, and both the rule match and the forwarded
+/// path come from that one string.
+pub fn classify(config: &Config, method: &Method, uri: &Uri) -> Result<Class, ApiError> {
+    let path = normalise_path(uri.path()).map_err(ApiError::BadPath)?;
+    if path == HEALTH_PATH {
+        return match *method {
+            Method::GET | Method::HEAD => Ok(Class::Health),
+            _ => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        };
+    }
+    if let Some(rest) = path.strip_prefix(config.auth_prefix.as_str()) {
+        if let Some(endpoint) = Endpoint::ALL.into_iter().find(|e| e.path() == rest) {
+            return match *method {
+                Method::POST => Ok(Class::Endpoint(endpoint)),
+                _ => Err(ApiError::MethodNotAllowed("POST")),
+            };
+        }
+    }
+    let decision = config.routes.decide(method.as_str(), &path);
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    Ok(Class::Proxy {
+        path_and_query,
+        decision,
+    })
+}
+
+/// The outcome of a request, for its log line.
+struct Outcome(&'static str);
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Serves one request; every failure becomes a JSON answer, never a dropped connection.
+pub async fn handle(
+    gate: Arc<Gate>,
+    request: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let method = request.method().clone();
+    // Log the normalised path only: the raw target may carry anything.
+    let mut user_id = None;
+    let mut logged_path = String::new();
+    let (response, outcome) =
+        match process(&gate, request, client, &mut user_id, &mut logged_path).await {
+            Ok((response, outcome)) => (response, outcome),
+            Err(e) => {
+                let outcome = Outcome(e.outcome());
+                (e.into_response(), outcome)
+            }
+        };
+    tracing::info!(
+        method = %method,
+        path = %logged_path,
+        status = response.status().as_u16(),
+        outcome = %outcome,
+        user_id = user_id.as_deref().unwrap_or("-"),
+        latency_us = start.elapsed().as_micros() as u64,
+        "request"
+    );
+    Ok(response)
+}
+
+async fn process(
+    gate: &Gate,
+    request: Request<Incoming>,
+    client: SocketAddr,
+    user_id: &mut Option<String>,
+    logged_path: &mut String,
+) -> Result<(Response<Body>, Outcome), ApiError> {
+    let class = classify(&gate.config, request.method(), request.uri())?;
+    match class {
+        Class::Health => {
+            *logged_path = HEALTH_PATH.into();
+            Ok((
+                json_response(StatusCode::OK, &json!({ "status": "ok" })),
+                Outcome("health"),
+            ))
+        }
+        Class::Endpoint(endpoint) => {
+            *logged_path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
+            let response = endpoints::answer(gate, endpoint, request).await?;
+            Ok((response, Outcome("answered")))
+        }
+        Class::Proxy {
+            path_and_query,
+            decision,
+        } => {
+            *logged_path = path_and_query
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let claims = match decision.access {
+                Access::Deny => return Err(ApiError::Forbidden),
+                Access::Public => None,
+                Access::Authenticated => Some(authenticate(
+                    request.headers(),
+                    Some(TokenKind::Access),
+                    &gate.tokens,
+                    &gate.revocations,
+                    gate.config.max_authorization_header,
+                )?),
+            };
+            *user_id = claims.as_ref().map(|c| c.sub.clone());
+            let response = gate
+                .forwarder
+                .forward(request, &path_and_query, claims.as_ref(), client)
+                .await?;
+            Ok((response, Outcome("forwarded")))
+        }
+    }
+}
+
+/// What `authgate explain` prints for `method target`.
+pub fn explain(config: &Config, method: &str, target: &str) -> String {
+    let method = match Method::from_bytes(method.to_ascii_uppercase().as_bytes()) {
+        Ok(m) => m,
+        Err(_) => {
+            return format!(
+                "{method:?} is not an HTTP method\ndecision: 400 (refused by the HTTP parser)"
+            );
+        }
+    };
+    let uri: Uri = match target.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            return format!(
+                "target {target:?} is not a valid request target\ndecision: 400 (refused by the HTTP parser)"
+            );
+        }
+    };
+    let normalised = normalise_path(uri.path());
+    let mut out = match &normalised {
+        Ok(p) => format!("normalised path: {p}\n"),
+        Err(e) => format!("normalised path: none ({e})\n"),
+    };
+    let line = match classify(config, &method, &uri) {
+        Err(e) => format!(
+            "decision: {} {} ({})",
+            e.status().as_u16(),
+            e.message(),
+            e.outcome()
+        ),
+        Ok(Class::Health) => "rule: health check\ndecision: answered by authgate (200)".into(),
+        Ok(Class::Endpoint(e)) => format!(
+            "rule: auth endpoint {}{}\ndecision: answered by authgate",
+            config.auth_prefix,
+            e.path()
+        ),
+        Ok(Class::Proxy {
+            path_and_query,
+            decision,
+        }) => {
+            let rule = match decision.rule {
+                Some(i) => {
+                    let r = &config.routes.rules()[i];
+                    let methods = r
+                        .methods
+                        .as_ref()
+                        .map_or("any method".to_string(), |m| m.join(", "));
+                    format!(
+                        "rule: routes[{i}] path = {:?} ({methods}) access = {}",
+                        r.pattern, r.access
+                    )
+                }
+                None => "rule: none matches; the default applies (authenticated)".into(),
+            };
+            let verdict = match decision.access {
+                Access::Public => {
+                    format!("forward to the upstream as {path_and_query}, no token needed")
+                }
+                Access::Authenticated => {
+                    format!(
+                        "forward to the upstream as {path_and_query} with a valid access token; otherwise 401"
+                    )
+                }
+                Access::Deny => "403 Access denied, never forwarded".into(),
+            };
+            format!("{rule}\ndecision: {verdict}")
+        }
+    };
+    out.push_str(&line);
+    out
+}

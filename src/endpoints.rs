@@ -1,0 +1,287 @@
+//! The endpoints authgate answers itself: /register, /login, /refresh, /logout.
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::accounts;
+use crate::authn::authenticate;
+use crate::body::{Body, ReadError, read_limited};
+use crate::error::{ApiError, TokenError, json_response};
+use crate::gate::Gate;
+use crate::revocation::{Revocation, RevocationKind};
+use crate::store::{StoreError, User};
+use crate::token::{Claims, Subject, TokenKind, unix_now};
+
+/// The auth endpoints, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Register,
+    Login,
+    Refresh,
+    Logout,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::Register,
+        Endpoint::Login,
+        Endpoint::Refresh,
+        Endpoint::Logout,
+    ];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Register => "/register",
+            Endpoint::Login => "/login",
+            Endpoint::Refresh => "/refresh",
+            Endpoint::Logout => "/logout",
+        }
+    }
+}
+
+pub async fn answer(
+    gate: &Gate,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    match endpoint {
+        Endpoint::Register => register(gate, request).await,
+        Endpoint::Login => login(gate, request).await,
+        Endpoint::Refresh => refresh(gate, request.headers()).await,
+        Endpoint::Logout => logout(gate, request.headers()).await,
+    }
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "store failed");
+    ApiError::StoreUnavailable
+}
+
+/// Reads `{"username": …, "password": …}` from a JSON body of bounded size.
+async fn credentials(
+    gate: &Gate,
+    request: Request<Incoming>,
+) -> Result<(String, String), ApiError> {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > gate.config.max_auth_body as u64) {
+        return Err(ApiError::BodyTooLarge);
+    }
+    let bytes: Bytes = read_limited(request.into_body(), gate.config.max_auth_body)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => ApiError::BodyTooLarge,
+            ReadError::Io => ApiError::BadRequest("Could not read the request body".into()),
+        })?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::BadRequest("Request body must be valid JSON".into()))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::BadRequest("Request body must be a JSON object".into()))?;
+    let field = |name: &str| match object.get(name) {
+        None | Some(Value::Null) => Err(ApiError::BadRequest(format!(
+            "Missing \"{name}\" in JSON body"
+        ))),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(ApiError::BadRequest(format!("\"{name}\" must be a string"))),
+    };
+    Ok((field("username")?, field("password")?))
+}
+
+async fn register(gate: &Gate, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let (username, password) = credentials(gate, request).await?;
+    accounts::validate_username(&username).map_err(|m| ApiError::BadRequest(m.into()))?;
+    accounts::validate_password(&password).map_err(|m| ApiError::BadRequest(m.into()))?;
+    let key = accounts::username_key(&username);
+    // A cheap early answer for a taken name; the unique index still decides under races.
+    if gate
+        .store
+        .find_user(&key)
+        .await
+        .map_err(store_error)?
+        .is_some()
+    {
+        return Err(ApiError::UsernameTaken);
+    }
+    let user = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        username,
+        password_hash: gate.passwords.hash(password).await,
+    };
+    match gate.store.create_user(&user, &key, unix_now()).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => return Err(ApiError::UsernameTaken),
+        Err(e) => return Err(store_error(e)),
+    }
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({ "id": user.id, "username": user.username }),
+    ))
+}
+
+async fn login(gate: &Gate, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let (username, password) = credentials(gate, request).await?;
+    // Over-long input is simply a failed login: the same answer as any other.
+    let plausible = password.len() <= accounts::MAX_PASSWORD_BYTES;
+    let user = if plausible && accounts::validate_username(&username).is_ok() {
+        gate.store
+            .find_user(&accounts::username_key(&username))
+            .await
+            .map_err(store_error)?
+    } else {
+        None
+    };
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let password = if plausible { password } else { String::new() };
+    if !gate.passwords.verify(password, stored_hash).await {
+        return Err(ApiError::BadCredentials);
+    }
+    let user = user.expect("verify succeeds only against a real user");
+    let sid = uuid::Uuid::new_v4().to_string();
+    let pair = issue_pair(gate, &user.id, &user.username, &sid, true);
+    gate.store
+        .create_session(
+            &sid,
+            &user.id,
+            &pair.refresh_claims.jti,
+            pair.refresh_claims.exp,
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(pair.into_response(gate))
+}
+
+/// An access and a refresh token of one session.
+struct TokenPair {
+    access: String,
+    refresh: String,
+    refresh_claims: Claims,
+}
+
+impl TokenPair {
+    fn into_response(self, gate: &Gate) -> Response<Body> {
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "access_token": self.access,
+                "refresh_token": self.refresh,
+                "token_type": "Bearer",
+                "expires_in": gate.tokens.access_ttl(),
+            }),
+        )
+    }
+}
+
+fn issue_pair(gate: &Gate, user_id: &str, username: &str, sid: &str, fresh: bool) -> TokenPair {
+    let now = unix_now();
+    let subject = Subject {
+        user_id,
+        username,
+        sid,
+    };
+    let (access, _) = gate.tokens.issue(&subject, TokenKind::Access, fresh, now);
+    let (refresh, refresh_claims) = gate.tokens.issue(&subject, TokenKind::Refresh, false, now);
+    TokenPair {
+        access,
+        refresh,
+        refresh_claims,
+    }
+}
+
+/// Rotates the refresh token. A refresh token that was already rotated is a stolen one: the whole
+/// session is revoked.
+async fn refresh(gate: &Gate, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    let claims = authenticate(
+        headers,
+        Some(TokenKind::Refresh),
+        &gate.tokens,
+        &gate.revocations,
+        gate.config.max_authorization_header,
+    );
+    let claims = match claims {
+        // A revoked refresh token of a live session can only be a rotated one presented again.
+        Err(ApiError::Token(TokenError::Revoked)) => {
+            reuse_detected(gate, headers).await?;
+            return Err(ApiError::Token(TokenError::Revoked));
+        }
+        other => other?,
+    };
+    let old = Revocation {
+        kind: RevocationKind::Token,
+        key: claims.jti.clone(),
+        expires_at: claims.exp,
+    };
+    let pair = issue_pair(gate, &claims.sub, &claims.username, &claims.sid, false);
+    let rotated = gate
+        .store
+        .rotate_refresh(
+            &claims.sid,
+            &old,
+            &pair.refresh_claims.jti,
+            pair.refresh_claims.exp,
+        )
+        .await
+        .map_err(store_error)?;
+    if !rotated {
+        revoke_session(gate, &claims).await?;
+        tracing::warn!(user_id = %claims.sub, "refresh token reused: session revoked");
+        return Err(ApiError::Token(TokenError::Revoked));
+    }
+    gate.revocations.insert(old);
+    Ok(pair.into_response(gate))
+}
+
+/// Revokes the session of a refresh token that was presented after rotation, if it is still live.
+async fn reuse_detected(gate: &Gate, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = crate::authn::bearer_token(headers, gate.config.max_authorization_header)?;
+    let Ok(claims) = gate.tokens.verify(token, unix_now()) else {
+        return Ok(());
+    };
+    if !gate.revocations.is_session_revoked(&claims.sid) {
+        revoke_session(gate, &claims).await?;
+        tracing::warn!(user_id = %claims.sub, "rotated refresh token reused: session revoked");
+    }
+    Ok(())
+}
+
+/// Writes the session's revocation to the store, then to the cache: durable before it is answered.
+async fn revoke_session(gate: &Gate, claims: &Claims) -> Result<(), ApiError> {
+    let revocation = gate
+        .store
+        .revoke_session(&claims.sid, claims.exp)
+        .await
+        .map_err(store_error)?;
+    gate.revocations.insert(revocation);
+    Ok(())
+}
+
+async fn logout(gate: &Gate, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    let claims = authenticate(
+        headers,
+        None,
+        &gate.tokens,
+        &gate.revocations,
+        gate.config.max_authorization_header,
+    )?;
+    revoke_session(gate, &claims).await?;
+    tracing::info!(user_id = %claims.sub, "logged out");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "msg": "Successfully logged out" }),
+    ))
+}

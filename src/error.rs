@@ -1,0 +1,166 @@
+//! Every refusal authgate answers with, and the one place that decides its status, message and
+//! headers. Messages follow Flask-JWT-Extended so clients written for it keep working.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{Body, full};
+use crate::routes::PathError;
+
+/// Why a bearer token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Expired,
+    Revoked,
+    BadSignature,
+    /// An access token where a refresh token is needed.
+    RefreshRequired,
+    /// A refresh token where an access token is needed.
+    AccessRequired,
+    /// Malformed, wrong algorithm, wrong issuer, not yet valid, missing claims: the text says which.
+    Invalid(&'static str),
+}
+
+impl TokenError {
+    pub fn message(&self) -> &'static str {
+        match self {
+            TokenError::Expired => "Token has expired",
+            TokenError::Revoked => "Token has been revoked",
+            TokenError::BadSignature => "Signature verification failed",
+            TokenError::RefreshRequired => "Only refresh tokens are allowed",
+            TokenError::AccessRequired => "Only non-refresh tokens are allowed",
+            TokenError::Invalid(msg) => msg,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ApiError {
+    MissingAuthHeader,
+    MissingBearer,
+    BadAuthHeader,
+    AuthHeaderTooLarge,
+    Token(TokenError),
+    BadPath(PathError),
+    BadRequest(String),
+    BodyTooLarge,
+    UnsupportedMediaType,
+    UsernameTaken,
+    BadCredentials,
+    Forbidden,
+    MethodNotAllowed(&'static str),
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    StoreUnavailable,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MissingAuthHeader
+            | ApiError::MissingBearer
+            | ApiError::BadAuthHeader
+            | ApiError::Token(_)
+            | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::AuthHeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::BadPath(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UsernameTaken => StatusCode::CONFLICT,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::MissingAuthHeader => "Missing Authorization Header".into(),
+            ApiError::MissingBearer => {
+                "Missing 'Bearer' type in 'Authorization' header. Expected 'Authorization: Bearer <JWT>'".into()
+            }
+            ApiError::BadAuthHeader => "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'".into(),
+            ApiError::AuthHeaderTooLarge => "Authorization header is too large".into(),
+            ApiError::Token(e) => e.message().into(),
+            ApiError::BadPath(e) => e.to_string(),
+            ApiError::BadRequest(msg) => msg.clone(),
+            ApiError::BodyTooLarge => "Request body is too large".into(),
+            ApiError::UnsupportedMediaType => "Content-Type must be application/json".into(),
+            ApiError::UsernameTaken => "Username already exists".into(),
+            ApiError::BadCredentials => "Bad username or password".into(),
+            ApiError::Forbidden => "Access denied".into(),
+            ApiError::MethodNotAllowed(_) => "Method not allowed".into(),
+            ApiError::UpstreamUnavailable => "Upstream unavailable".into(),
+            ApiError::UpstreamTimeout => "Upstream timed out".into(),
+            ApiError::StoreUnavailable => "Store unavailable, try again shortly".into(),
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ApiError::MissingAuthHeader | ApiError::MissingBearer | ApiError::BadAuthHeader => {
+                "no_token"
+            }
+            ApiError::AuthHeaderTooLarge => "header_too_large",
+            ApiError::Token(TokenError::Expired) => "token_expired",
+            ApiError::Token(TokenError::Revoked) => "token_revoked",
+            ApiError::Token(_) => "token_invalid",
+            ApiError::BadPath(_) => "bad_path",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::BodyTooLarge => "body_too_large",
+            ApiError::UnsupportedMediaType => "bad_content_type",
+            ApiError::UsernameTaken => "username_taken",
+            ApiError::BadCredentials => "bad_credentials",
+            ApiError::Forbidden => "denied",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::UpstreamUnavailable => "upstream_unavailable",
+            ApiError::UpstreamTimeout => "upstream_timeout",
+            ApiError::StoreUnavailable => "store_unavailable",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut response =
+            json_response(self.status(), &serde_json::json!({ "msg": self.message() }));
+        let headers = response.headers_mut();
+        match &self {
+            // RFC 6750 §3.1: no error code when the request carried no credentials at all.
+            ApiError::MissingAuthHeader | ApiError::BadCredentials => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"authgate\""),
+                );
+            }
+            ApiError::MissingBearer | ApiError::BadAuthHeader | ApiError::Token(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"authgate\", error=\"invalid_token\""),
+                );
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::StoreUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A JSON answer of authgate's own.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

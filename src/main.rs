@@ -1,0 +1,113 @@
+//! The authgate binary: parses arguments, sets up logging, and calls `authgate::run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "An authentication sidecar: JWT login, refresh, logout and guarded routes in front of an HTTP app"
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "AUTHGATE_CONFIG",
+        default_value = "config/authgate.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the gate (the default).
+    Run,
+    /// Validates the configuration: exits 0, or prints every problem and exits 1.
+    Check,
+    /// Shows what a request would meet: normalised path, matching rule, decision.
+    Explain {
+        /// e.g. GET
+        method: String,
+        /// e.g. /public/../private?x=1
+        target: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match authgate::Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("{}: the configuration has problems:", cli.config.display());
+            for problem in &problems.0 {
+                eprintln!("  - {problem}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check => {
+            println!(
+                "{}: ok ({} routes)",
+                cli.config.display(),
+                config.routes.rules().len()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Explain { method, target } => {
+            println!("{}", authgate::dispatch::explain(&config, &method, &target));
+            ExitCode::SUCCESS
+        }
+        Command::Run => run(config),
+    }
+}
+
+fn run(config: authgate::Config) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(addr = %config.listen, error = %e, "cannot listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        match authgate::run(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "authgate stopped");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM can be watched");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

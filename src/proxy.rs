@@ -1,0 +1,228 @@
+//! Forwarding to the upstream: header rewriting (hop-by-hop removal, identity headers that clients
+//! can never forge, X-Forwarded-*), one pooled keep-alive client, streamed bodies both ways.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::body::{self, Body};
+use crate::config::{IdentityConfig, UpstreamConfig};
+use crate::error::ApiError;
+use crate::token::Claims;
+
+/// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// The form in which two header names mean the same to the app: lower case, `_` as `-`, since
+/// WSGI and CGI read `X_Auth_User_Id` and `X-Auth-User-Id` as one header.
+pub fn header_key(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                b.to_ascii_lowercase() as char
+            }
+        })
+        .collect()
+}
+
+/// Removes `Connection` and every header it names, then the fixed hop-by-hop list.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Removes every header whose `header_key` is in `owned`, whatever its case or separators.
+pub fn remove_owned(headers: &mut HeaderMap, owned: &[String]) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| owned.contains(&header_key(name.as_str())))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+pub struct Forwarder {
+    client: Client<HttpConnector, Body>,
+    upstream: Uri,
+    timeout: std::time::Duration,
+    identity: IdentityConfig,
+    /// Header keys only authgate may set: identity and forwarding headers.
+    owned: Vec<String>,
+}
+
+impl Forwarder {
+    pub fn new(upstream: &UpstreamConfig, identity: &IdentityConfig) -> Forwarder {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(upstream.connect_timeout));
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(upstream.pool_idle_timeout)
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let owned = [
+            identity.user_id_header.as_str(),
+            identity.username_header.as_str(),
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "forwarded",
+        ]
+        .iter()
+        .map(|n| header_key(n))
+        .collect();
+        Forwarder {
+            client,
+            upstream: upstream.base.clone(),
+            timeout: upstream.timeout,
+            identity: identity.clone(),
+            owned,
+        }
+    }
+
+    /// Sends `request` to the upstream at `path_and_query` (already normalised), as `identity` when
+    /// the route needed a token. The answer streams back with its hop-by-hop headers removed.
+    pub async fn forward(
+        &self,
+        request: Request<Incoming>,
+        path_and_query: &str,
+        identity: Option<&Claims>,
+        client_addr: SocketAddr,
+    ) -> Result<Response<Body>, ApiError> {
+        let (mut parts, incoming) = request.into_parts();
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+
+        let headers = &mut parts.headers;
+        remove_hop_by_hop(headers);
+        remove_owned(headers, &self.owned);
+        if let Some(claims) = identity {
+            if let Ok(v) = HeaderValue::from_str(&claims.sub) {
+                headers.insert(self.identity.user_id_header.clone(), v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&claims.username) {
+                headers.insert(self.identity.username_header.clone(), v);
+            }
+        }
+        headers.insert(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_str(&client_addr.ip().to_string())
+                .expect("an IP address is a valid header value"),
+        );
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
+        if let Some(host) = original_host {
+            headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+            headers.insert(header::HOST, host);
+        }
+
+        let mut uri = self.upstream.clone().into_parts();
+        uri.path_and_query = Some(
+            path_and_query
+                .parse()
+                .map_err(|_| ApiError::BadRequest("Bad request target".into()))?,
+        );
+        parts.uri =
+            Uri::from_parts(uri).map_err(|_| ApiError::BadRequest("Bad request target".into()))?;
+        parts.version = Version::HTTP_11;
+
+        let upstream_request = Request::from_parts(parts, body::stream(incoming));
+        let response =
+            match tokio::time::timeout(self.timeout, self.client.request(upstream_request)).await {
+                Err(_) => return Err(ApiError::UpstreamTimeout),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "upstream request failed");
+                    return Err(ApiError::UpstreamUnavailable);
+                }
+                Ok(Ok(response)) => response,
+            };
+        let (mut parts, incoming) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body::stream(incoming)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    /// RFC 9110 §7.6.1: `Connection` and the headers it names go, with the fixed hop-by-hop set.
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("connection", "x-other"),
+            ("x-secret-hop", "1"),
+            ("x-other", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("accept", "*/*"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn owned_headers_go_in_any_case_and_with_underscores() {
+        let owned = vec![header_key("X-Auth-User-Id")];
+        let mut h = map(&[
+            ("x-auth-user-id", "1"),
+            ("X_Auth_User_Id", "2"),
+            ("x_auth-user_id", "3"),
+            ("x-auth-user-idx", "kept"),
+        ]);
+        remove_owned(&mut h, &owned);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-auth-user-idx"]);
+    }
+}

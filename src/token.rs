@@ -1,0 +1,311 @@
+//! Token claims, issuing and verifying. Validation is fixed when the gate starts: one algorithm,
+//! required claims, `nbf` checked, explicit leeway. Claim names are Flask-JWT-Extended's.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::TokenConfig;
+use crate::error::TokenError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user's stable id.
+    pub sub: String,
+    pub username: String,
+    /// This token's own id.
+    pub jti: String,
+    /// The login session: logout revokes it, and with it every token it produced.
+    pub sid: String,
+    #[serde(rename = "type")]
+    pub kind: TokenKind,
+    /// True only on access tokens straight from /login.
+    pub fresh: bool,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    pub iss: String,
+}
+
+/// Who a token is for, as the issuer needs it.
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    pub username: &'a str,
+    pub sid: &'a str,
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+pub struct TokenService {
+    header: Header,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    access_ttl: u64,
+    refresh_ttl: u64,
+    issuer: String,
+    leeway: u64,
+}
+
+impl TokenService {
+    pub fn new(config: &TokenConfig) -> TokenService {
+        let mut validation = Validation::new(config.algorithm);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
+        validation.set_issuer(&[config.issuer.as_str()]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.leeway = config.leeway.as_secs();
+        TokenService {
+            header: Header::new(config.algorithm),
+            encoding: EncodingKey::from_secret(&config.secret),
+            decoding: DecodingKey::from_secret(&config.secret),
+            validation,
+            access_ttl: config.access_ttl.as_secs(),
+            refresh_ttl: config.refresh_ttl.as_secs(),
+            issuer: config.issuer.clone(),
+            leeway: config.leeway.as_secs(),
+        }
+    }
+
+    pub fn access_ttl(&self) -> u64 {
+        self.access_ttl
+    }
+
+    /// Signs a new token of `kind` for `subject`, valid from `now`.
+    pub fn issue(
+        &self,
+        subject: &Subject<'_>,
+        kind: TokenKind,
+        fresh: bool,
+        now: u64,
+    ) -> (String, Claims) {
+        let ttl = match kind {
+            TokenKind::Access => self.access_ttl,
+            TokenKind::Refresh => self.refresh_ttl,
+        };
+        let claims = Claims {
+            sub: subject.user_id.to_string(),
+            username: subject.username.to_string(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            sid: subject.sid.to_string(),
+            kind,
+            fresh: fresh && kind == TokenKind::Access,
+            iat: now,
+            nbf: now,
+            exp: now + ttl,
+            iss: self.issuer.clone(),
+        };
+        let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
+            .expect("HMAC signing with a validated key cannot fail");
+        (token, claims)
+    }
+
+    /// Checks signature, algorithm, issuer, `nbf` and `exp` (a token whose `exp` is now is expired).
+    /// Revocation is checked by the caller, after this.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::ImmatureSignature => {
+                    TokenError::Invalid("The token is not yet valid (nbf)")
+                }
+                ErrorKind::InvalidIssuer => TokenError::Invalid("Invalid issuer"),
+                ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidAlgorithmName
+                | ErrorKind::UnsupportedAlgorithm => {
+                    TokenError::Invalid("The specified alg value is not allowed")
+                }
+                ErrorKind::MissingRequiredClaim(_)
+                | ErrorKind::InvalidClaimFormat(_)
+                | ErrorKind::Json(_) => TokenError::Invalid("Invalid token claims"),
+                _ => TokenError::Invalid("Invalid token"),
+            })?;
+        let claims = data.claims;
+        if claims.exp.saturating_add(self.leeway) <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// `verify`, then insists on the kind of token the caller needs.
+    pub fn verify_kind(
+        &self,
+        token: &str,
+        kind: TokenKind,
+        now: u64,
+    ) -> Result<Claims, TokenError> {
+        let claims = self.verify(token, now)?;
+        match (kind, claims.kind) {
+            (TokenKind::Access, TokenKind::Refresh) => Err(TokenError::AccessRequired),
+            (TokenKind::Refresh, TokenKind::Access) => Err(TokenError::RefreshRequired),
+            _ => Ok(claims),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+    const SECRET: &[u8] = b"unit-test-secret-0123456789-abcdefghijklmnop";
+
+    fn service(leeway: u64) -> TokenService {
+        TokenService::new(&TokenConfig {
+            secret: SECRET.to_vec(),
+            algorithm: jsonwebtoken::Algorithm::HS256,
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(86400),
+            issuer: "authgate".into(),
+            leeway: Duration::from_secs(leeway),
+        })
+    }
+
+    const SUBJECT: Subject<'static> = Subject {
+        user_id: "u-1",
+        username: "alice",
+        sid: "s-1",
+    };
+
+    fn sign_raw(header: &str, payload: &serde_json::Value) -> String {
+        use hmac::Mac;
+        let signing_input = format!("{}.{}", B64.encode(header), B64.encode(payload.to_string()));
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+        mac.update(signing_input.as_bytes());
+        format!(
+            "{signing_input}.{}",
+            B64.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    #[test]
+    fn issued_tokens_carry_flask_jwt_extended_claims() {
+        let s = service(0);
+        let now = unix_now();
+        let (token, claims) = s.issue(&SUBJECT, TokenKind::Access, true, now);
+        let payload = token.split('.').nth(1).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap();
+        for key in [
+            "sub", "username", "jti", "sid", "type", "fresh", "iat", "nbf", "exp", "iss",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key} in {json}");
+        }
+        assert_eq!(json["type"], "access");
+        assert_eq!(json["sub"], "u-1");
+        assert_eq!(claims.exp, now + 900);
+        assert_eq!(s.verify(&token, now).unwrap(), claims);
+        let (_, refresh) = s.issue(&SUBJECT, TokenKind::Refresh, true, now);
+        assert!(!refresh.fresh, "refresh tokens are never fresh");
+    }
+
+    #[test]
+    fn a_token_whose_exp_is_now_is_expired() {
+        let s = service(0);
+        let (token, claims) = s.issue(&SUBJECT, TokenKind::Access, false, unix_now());
+        assert_eq!(s.verify(&token, claims.exp), Err(TokenError::Expired));
+        assert!(s.verify(&token, claims.exp - 1).is_ok());
+        // With leeway the same token lives `leeway` seconds longer, and no more.
+        let lenient = service(5);
+        assert!(lenient.verify(&token, claims.exp + 4).is_ok());
+        assert_eq!(
+            lenient.verify(&token, claims.exp + 5),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn kinds_are_enforced() {
+        let s = service(0);
+        let now = unix_now();
+        let (access, _) = s.issue(&SUBJECT, TokenKind::Access, false, now);
+        let (refresh, _) = s.issue(&SUBJECT, TokenKind::Refresh, false, now);
+        assert_eq!(
+            s.verify_kind(&refresh, TokenKind::Access, now),
+            Err(TokenError::AccessRequired)
+        );
+        assert_eq!(
+            s.verify_kind(&access, TokenKind::Refresh, now),
+            Err(TokenError::RefreshRequired)
+        );
+    }
+
+    fn valid_payload() -> serde_json::Value {
+        let now = unix_now();
+        serde_json::json!({"sub":"u-1","username":"a","jti":"j","sid":"s","type":"access","fresh":false,
+            "iat":now,"nbf":now,"exp":now+60,"iss":"authgate"})
+    }
+
+    #[test]
+    fn hand_signed_tokens_with_the_right_key_verify() {
+        // Guards the helper below: the refusals that follow are about the claims, not the signing.
+        let token = sign_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &valid_payload());
+        assert!(service(0).verify(&token, unix_now()).is_ok());
+    }
+
+    #[test]
+    fn forged_and_malformed_tokens_are_refused() {
+        let s = service(0);
+        let now = unix_now();
+        let mut cases: Vec<(String, serde_json::Value)> = Vec::new();
+        let mut p = valid_payload();
+        p["exp"] = serde_json::json!("9999999999");
+        cases.push(("exp as a string".into(), p));
+        let mut p = valid_payload();
+        p.as_object_mut().unwrap().remove("exp");
+        cases.push(("no exp".into(), p));
+        let mut p = valid_payload();
+        p["sub"] = serde_json::json!(42);
+        cases.push(("numeric sub".into(), p));
+        let mut p = valid_payload();
+        p["type"] = serde_json::json!("admin");
+        cases.push(("unknown type".into(), p));
+        let mut p = valid_payload();
+        p["nbf"] = serde_json::json!(now + 3600);
+        cases.push(("nbf in the future".into(), p));
+        let mut p = valid_payload();
+        p["iss"] = serde_json::json!("someone-else");
+        cases.push(("wrong issuer".into(), p));
+        for (what, payload) in cases {
+            let token = sign_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &payload);
+            assert!(
+                matches!(s.verify(&token, now), Err(TokenError::Invalid(_))),
+                "{what}"
+            );
+        }
+
+        let unsigned = format!(
+            "{}.{}.",
+            B64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            B64.encode(valid_payload().to_string())
+        );
+        assert!(s.verify(&unsigned, now).is_err(), "alg none");
+        let hs512 = sign_raw(r#"{"alg":"HS512","typ":"JWT"}"#, &valid_payload());
+        assert!(s.verify(&hs512, now).is_err(), "wrong algorithm");
+        let (good, _) = s.issue(&SUBJECT, TokenKind::Access, false, now);
+        let mut tampered = good.clone();
+        tampered.pop();
+        tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(s.verify(&tampered, now), Err(TokenError::BadSignature));
+        for junk in ["", "abc", "a.b", "a.b.c.d", "!!!.???.***"] {
+            assert!(s.verify(junk, now).is_err(), "{junk}");
+        }
+    }
+}
