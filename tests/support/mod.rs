@@ -1,0 +1,418 @@
+//! Test harness: a real echo upstream and the real authgate, each on an ephemeral port, and a small
+//! HTTP client (hyper for ordinary requests, raw TCP for targets no client library would send).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const SECRET: &str = "integration-test-secret-0123456789-abcdefghijklmnop";
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: HeaderMap,
+}
+
+/// A real HTTP server standing in for the app: it records every request and answers
+///  - `/echo-body…`: the request body, streamed back;
+///  - `/slow…`: after 3 s;
+///  - anything else: JSON with method, target and headers.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (seen2, connections2) = (seen.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                connections2.fetch_add(1, Ordering::SeqCst);
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let seen = seen.clone();
+                        async move { Ok::<_, hyper::Error>(upstream_answer(req, &seen).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            seen,
+            connections,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+type TestBody = BoxBody<Bytes, hyper::Error>;
+
+async fn upstream_answer(req: Request<Incoming>, seen: &Mutex<Vec<Seen>>) -> Response<TestBody> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    seen.lock().unwrap().push(Seen {
+        method: req.method().to_string(),
+        target: target.clone(),
+        headers: req.headers().clone(),
+    });
+    if target.starts_with("/echo-body") {
+        return Response::new(req.into_body().boxed());
+    }
+    if target.starts_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let mut headers = serde_json::Map::new();
+    for (name, value) in req.headers() {
+        let entry = headers.entry(name.as_str()).or_insert_with(|| json!([]));
+        entry
+            .as_array_mut()
+            .unwrap()
+            .push(json!(String::from_utf8_lossy(value.as_bytes())));
+    }
+    let body = json!({ "method": req.method().as_str(), "target": target, "headers": headers });
+    let mut response = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    response
+}
+
+/// Configuration text for a gate in front of `upstream_url`, storing in `store`, with cheap
+/// argon2 parameters so tests run fast. `extra` is appended (more routes, for instance).
+pub fn config_text(upstream_url: &str, store: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+header_read_timeout = "2s"
+[upstream]
+url = "{upstream_url}"
+timeout = "1s"
+[tokens]
+secret = "{SECRET}"
+[store]
+path = "{store}"
+[passwords]
+memory_kib = 1024
+iterations = 1
+parallelism = 1
+[[routes]]
+path = "/public/**"
+access = "public"
+[[routes]]
+path = "/echo-body/**"
+access = "public"
+[[routes]]
+path = "/admin/**"
+access = "deny"
+{extra}
+"#,
+        store = store.display()
+    )
+}
+
+/// A running authgate.
+pub struct Gate {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Gate {
+    pub async fn start(config_text: &str) -> Gate {
+        let config =
+            authgate::Config::parse(config_text, Path::new(".")).expect("test config is valid");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            authgate::run(listener, config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("authgate runs");
+        });
+        // run() loads revocations before accepting; wait until it answers.
+        for _ in 0..200 {
+            if TcpStream::connect(addr).await.is_ok() {
+                let r = get(addr, "/healthz", &[]).await;
+                if r.status == StatusCode::OK {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Gate {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Shuts authgate down and waits until it has released the store.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// An upstream and a gate in front of it, with a fresh store in a temporary directory.
+pub struct Setup {
+    pub upstream: Upstream,
+    pub gate: Gate,
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    pub async fn new() -> Setup {
+        Setup::with_extra("").await
+    }
+
+    pub async fn with_extra(extra: &str) -> Setup {
+        let upstream = Upstream::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Gate::start(&config_text(
+            &upstream.url(),
+            &dir.path().join("authgate.db"),
+            extra,
+        ))
+        .await;
+        Setup {
+            upstream,
+            gate,
+            dir,
+        }
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("authgate.db")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.gate.addr
+    }
+
+    /// Registers `username` and logs in; returns (access token, refresh token).
+    pub async fn login(&self, username: &str) -> (String, String) {
+        let password = "a perfectly fine password";
+        let r = post_json(
+            self.addr(),
+            "/register",
+            &json!({"username": username, "password": password}),
+            &[],
+        )
+        .await;
+        assert!(
+            r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT,
+            "{r:?}"
+        );
+        let r = post_json(
+            self.addr(),
+            "/login",
+            &json!({"username": username, "password": password}),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let body = r.json();
+        (
+            body["access_token"].as_str().unwrap().to_string(),
+            body["refresh_token"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The `msg` of an authgate error answer.
+    pub fn msg(&self) -> String {
+        self.json()["msg"].as_str().unwrap_or_default().to_string()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends one request over a fresh HTTP/1.1 connection.
+pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Answer {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub fn request(
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", "gate.test");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::new(body.into())).unwrap()
+}
+
+pub async fn get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Answer {
+    send(addr, request("GET", target, headers, Bytes::new())).await
+}
+
+pub async fn get_with_token(addr: SocketAddr, target: &str, token: &str) -> Answer {
+    let auth = format!("Bearer {token}");
+    get(addr, target, &[("authorization", &auth)]).await
+}
+
+pub async fn post_json(
+    addr: SocketAddr,
+    target: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    send(addr, request("POST", target, &all, body.to_string())).await
+}
+
+pub async fn post_with_token(addr: SocketAddr, target: &str, token: &str) -> Answer {
+    let auth = format!("Bearer {token}");
+    send(
+        addr,
+        request("POST", target, &[("authorization", &auth)], Bytes::new()),
+    )
+    .await
+}
+
+/// Writes `raw` bytes to authgate and returns what it answered (status line, headers, body), for
+/// request targets and framings that a client library would refuse to send.
+pub async fn send_raw(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    assert!(
+        read.is_ok(),
+        "authgate did not close the connection in time; got {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw answer.
+pub fn raw_status(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"))
+}
+
+/// Signs arbitrary claims with the test secret, for expired and hand-made tokens.
+pub fn sign(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// The decoded payload of a token, without checking it.
+pub fn payload(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
