@@ -131,6 +131,10 @@ impl TokenService {
                 | ErrorKind::UnsupportedAlgorithm => {
                     TokenError::Invalid("The specified alg value is not allowed")
                 }
+                // The header fails to parse when it names an algorithm jsonwebtoken lacks ("none").
+                ErrorKind::Json(_) if !self.header_names_our_algorithm(token) => {
+                    TokenError::Invalid("The specified alg value is not allowed")
+                }
                 ErrorKind::MissingRequiredClaim(_)
                 | ErrorKind::InvalidClaimFormat(_)
                 | ErrorKind::Json(_) => TokenError::Invalid("Invalid token claims"),
@@ -141,6 +145,21 @@ impl TokenService {
             return Err(TokenError::Expired);
         }
         Ok(claims)
+    }
+
+    /// Whether the token's header is JSON whose `alg` is the configured algorithm. Only used to word
+    /// an error, never to accept a token.
+    fn header_names_our_algorithm(&self, token: &str) -> bool {
+        use base64::Engine;
+        let Some(header) = token.split('.').next() else {
+            return false;
+        };
+        let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
+            return false;
+        };
+        let expected = format!("{:?}", self.header.alg);
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .is_ok_and(|h| h.get("alg").and_then(|a| a.as_str()) == Some(expected.as_str()))
     }
 
     /// `verify`, then insists on the kind of token the caller needs.

@@ -1,0 +1,262 @@
+//! The guarded proxy: bypass attempts never reach the app unauthenticated, identity headers can't
+//! be forged, hop-by-hop and forwarding headers are rewritten, bodies stream, connections are reused.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Requests for the protected `/private` dressed up to look public. Each is sent raw, exactly as
+/// written, and must be answered 400 or 401 without reaching the upstream.
+#[tokio::test]
+async fn route_bypass_attempts_never_reach_the_upstream_unauthenticated() {
+    let s = Setup::new().await;
+    let targets = [
+        "/public/../private",
+        "/public/%2e%2e/private",
+        "/public/%2E%2e/private",
+        "/public/.%2e/private",
+        "//private",
+        "///private",
+        "/PUBLIC/x",
+        "/Public/x",
+        "/public/..;/private",
+        "/public/.;x/../private",
+        "/public/..%2fprivate",
+        "/public/..%2Fprivate",
+        "/public/..%5cprivate",
+        "/public/..\\private",
+        "/public\\..\\private",
+        "/public/%c0%ae%c0%ae/private",
+        "/public/%00/../private",
+        "/public/%zz",
+        "/..",
+        "/public/../../private",
+        "http://gate.test/private",
+        "http://gate.test/public/../private",
+        "*",
+    ];
+    for target in targets {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n");
+        let answer = send_raw(s.addr(), raw.as_bytes()).await;
+        let status = raw_status(&answer);
+        assert!(
+            status == 400 || status == 401,
+            "{target} got {status}: {answer}"
+        );
+    }
+    assert!(
+        s.upstream.seen().is_empty(),
+        "these reached the upstream: {:?}",
+        s.upstream
+            .seen()
+            .iter()
+            .map(|x| &x.target)
+            .collect::<Vec<_>>()
+    );
+}
+
+/// The rule is chosen on the normalised path, and that same path is what the upstream receives.
+#[tokio::test]
+async fn the_forwarded_path_is_the_path_that_was_matched() {
+    let s = Setup::new().await;
+    let (access, _) = s.login("alice").await;
+    let cases = [
+        ("/public/a/../b", "/public/b"),
+        ("/public/./x//y", "/public/x/y"),
+        ("/public/%7Euser/%41", "/public/~user/A"),
+        ("/public/a%20b?q=%2e%2e/x", "/public/a%20b?q=%2e%2e/x"),
+        ("/private/../public/x", "/public/x"),
+    ];
+    for (sent, forwarded) in cases {
+        let r = get(s.addr(), sent, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{sent}");
+        assert_eq!(r.json()["target"], forwarded, "{sent}");
+    }
+    // A protected path after normalisation is protected: with a token it goes through, normalised.
+    let r = get_with_token(s.addr(), "/public/../private/./x", &access).await;
+    assert_eq!(r.json()["target"], "/private/x");
+}
+
+#[tokio::test]
+async fn requests_go_only_to_the_configured_upstream_whatever_the_target_or_host_says() {
+    let s = Setup::new().await;
+    let raw = "GET http://elsewhere.example:1234/public/x HTTP/1.1\r\nHost: another.example\r\nConnection: close\r\n\r\n";
+    let answer = send_raw(s.addr(), raw.as_bytes()).await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let seen = s.upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/public/x");
+    assert_eq!(seen[0].headers["x-forwarded-host"], "another.example");
+}
+
+#[tokio::test]
+async fn forged_identity_headers_are_removed_on_public_and_authenticated_routes() {
+    let s = Setup::new().await;
+    let (access, _) = s.login("alice").await;
+    let user_id = payload(&access)["sub"].as_str().unwrap().to_string();
+    let forged = [
+        ("X-Auth-User-Id", "admin"),
+        ("x-auth-user-id", "admin2"),
+        ("X_Auth_User_Id", "admin3"),
+        ("x_auth_user-id", "admin4"),
+        ("X-AUTH-USERNAME", "root"),
+        ("x_auth_username", "root2"),
+    ];
+
+    let r = get(s.addr(), "/public/x", &forged).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let public = &s.upstream.seen()[0];
+    for (name, _) in forged {
+        assert!(
+            public.headers.get(name).is_none(),
+            "{name} reached the app on a public route"
+        );
+    }
+
+    let auth = format!("Bearer {access}");
+    let mut headers = forged.to_vec();
+    headers.push(("authorization", &auth));
+    // Listing the identity header as hop-by-hop must not remove the one authgate sets.
+    headers.push(("connection", "X-Auth-User-Id, x-custom-hop"));
+    headers.push(("x-custom-hop", "1"));
+    let r = get(s.addr(), "/private", &headers).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let private = &s.upstream.seen()[1];
+    let ids: Vec<_> = private.headers.get_all("x-auth-user-id").iter().collect();
+    assert_eq!(ids, [user_id.as_str()]);
+    let names: Vec<_> = private.headers.get_all("x-auth-username").iter().collect();
+    assert_eq!(names, ["alice"]);
+    for (name, _) in forged.iter().filter(|(n, _)| n.contains('_')) {
+        assert!(
+            private.headers.get(*name).is_none(),
+            "{name} reached the app"
+        );
+    }
+    assert!(
+        private.headers.get("x-custom-hop").is_none(),
+        "a header named by Connection is hop-by-hop"
+    );
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_forwarding_headers_are_authgates_own() {
+    let s = Setup::new().await;
+    let headers = [
+        ("x-forwarded-for", "6.6.6.6"),
+        ("X_Forwarded_For", "7.7.7.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+        ("forwarded", "for=6.6.6.6"),
+        ("keep-alive", "timeout=5"),
+        ("proxy-authorization", "Basic c2VjcmV0"),
+        ("te", "trailers"),
+        ("x-kept", "yes"),
+    ];
+    let r = get(s.addr(), "/public/x", &headers).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = &s.upstream.seen()[0].headers;
+    let all = |name: &str| {
+        seen.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(all("x-forwarded-proto"), ["http"]);
+    assert_eq!(all("x-forwarded-host"), ["gate.test"]);
+    assert_eq!(all("host"), ["gate.test"]);
+    for gone in [
+        "x_forwarded_for",
+        "forwarded",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+    ] {
+        assert!(all(gone).is_empty(), "{gone} reached the app");
+    }
+    assert_eq!(all("x-kept"), ["yes"]);
+}
+
+#[tokio::test]
+async fn a_large_body_streams_through_unchanged() {
+    let s = Setup::new().await;
+    let body: Vec<u8> = (0..4 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let r = send(
+        s.addr(),
+        request("POST", "/echo-body/x", &[], Bytes::from(body.clone())),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.len(), body.len());
+    assert!(r.body == body, "the body came back changed");
+}
+
+/// The first chunk comes back before the client has sent the rest: nothing is buffered whole.
+#[tokio::test]
+async fn bodies_stream_both_ways_without_being_buffered_whole() {
+    let s = Setup::new().await;
+    let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    stream
+        .write_all(b"POST /echo-body/x HTTP/1.1\r\nHost: gate.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let got_first = tokio::time::timeout(Duration::from_secs(5), async {
+        while !String::from_utf8_lossy(&seen).contains("first") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        got_first.is_ok(),
+        "the first chunk did not come back before the body ended"
+    );
+    stream.write_all(b"4\r\nlast\r\n0\r\n\r\n").await.unwrap();
+    let got_last = tokio::time::timeout(Duration::from_secs(5), async {
+        while !String::from_utf8_lossy(&seen).contains("last") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(got_last.is_ok());
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_and_reused() {
+    let s = Setup::new().await;
+    for _ in 0..50 {
+        assert_eq!(get(s.addr(), "/public/x", &[]).await.status, StatusCode::OK);
+    }
+    assert!(
+        s.upstream.connections() <= 2,
+        "{} upstream connections for 50 sequential requests",
+        s.upstream.connections()
+    );
+}
+
+/// A client that never finishes its headers is cut off by the header read timeout (2s in tests).
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let s = Setup::new().await;
+    let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /public/x HTTP/1.1\r\nHost: gate.test\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "the connection was still open after 10s");
+    assert!(s.upstream.seen().is_empty());
+}
