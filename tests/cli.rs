@@ -1,0 +1,114 @@
+//! The binary's commands: `check` validates a config, `explain` shows what a request would meet,
+//! and the gate refuses to start without a strong secret.
+
+use std::process::Command;
+
+fn authgate(args: &[&str], secret: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    cmd.args(args)
+        .env_remove("AUTHGATE_CONFIG")
+        .env_remove("AUTHGATE_SECRET");
+    if let Some(secret) = secret {
+        cmd.env("AUTHGATE_SECRET", secret);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/authgate.toml");
+const STRONG: &str = "cli-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+#[test]
+fn check_accepts_the_example_config() {
+    let (ok, out, err) = authgate(&["check", "--config", EXAMPLE], Some(STRONG));
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("ok"), "{out}");
+}
+
+#[test]
+fn check_lists_every_problem_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[upstream]\nurl = \"ftp://x\"\n[tokens]\nsecret = \"weak\"\naccess_ttl = \"often\"\n[[routes]]\npath = \"/a\"\naccess = \"maybe\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = authgate(&["check", "--config", path.to_str().unwrap()], None);
+    assert!(!ok);
+    for expected in [
+        "upstream.url",
+        "too weak",
+        "openssl rand",
+        "tokens.access_ttl",
+        "routes[0]",
+    ] {
+        assert!(err.contains(expected), "{expected} missing from: {err}");
+    }
+}
+
+#[test]
+fn a_missing_secret_stops_start_up_with_a_fix() {
+    let (ok, _, err) = authgate(&["--config", EXAMPLE], None);
+    assert!(!ok);
+    assert!(err.contains("AUTHGATE_SECRET is not set"), "{err}");
+    assert!(err.contains("openssl rand -base64 48"), "{err}");
+}
+
+#[test]
+fn explain_shows_the_normalised_path_the_rule_and_the_decision() {
+    let (ok, out, _) = authgate(
+        &[
+            "explain",
+            "--config",
+            EXAMPLE,
+            "GET",
+            "/public/../api/x?y=1",
+        ],
+        Some(STRONG),
+    );
+    assert!(ok);
+    assert!(out.contains("normalised path: /api/x"), "{out}");
+    assert!(out.contains("routes[2] path = \"/api/**\""), "{out}");
+    assert!(
+        out.contains("/api/x?y=1 with a valid access token"),
+        "{out}"
+    );
+
+    let (_, out, _) = authgate(
+        &[
+            "explain",
+            "--config",
+            EXAMPLE,
+            "GET",
+            "/public/%2e%2e/admin/x",
+        ],
+        Some(STRONG),
+    );
+    assert!(out.contains("routes[1]") && out.contains("403"), "{out}");
+
+    let (_, out, _) = authgate(
+        &["explain", "--config", EXAMPLE, "GET", "/public/..%2fadmin"],
+        Some(STRONG),
+    );
+    assert!(out.contains("decision: 400"), "{out}");
+
+    let (_, out, _) = authgate(
+        &["explain", "--config", EXAMPLE, "post", "/login"],
+        Some(STRONG),
+    );
+    assert!(out.contains("auth endpoint /login"), "{out}");
+
+    let (_, out, _) = authgate(
+        &["explain", "--config", EXAMPLE, "GET", "/elsewhere"],
+        Some(STRONG),
+    );
+    assert!(
+        out.contains("none matches; the default applies (authenticated)"),
+        "{out}"
+    );
+}
