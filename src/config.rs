@@ -254,17 +254,17 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, base)
+        Config::parse(&text)
     }
 
-    /// Parses TOML text; relative `secret_file` paths are read relative to `base_dir`.
-    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    /// Parses and validates TOML text. Relative paths in it (`secret_file`, `store.path`) are
+    /// relative to the working directory, like every path given on the command line.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
-        Config::validate(raw, base_dir)
+        Config::validate(raw)
     }
 
-    fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let mut duration = |key: &str, text: &str| match humantime::parse_duration(text) {
             Ok(d) => d,
@@ -346,14 +346,13 @@ impl Config {
                 jsonwebtoken::Algorithm::HS256
             }
         };
-        let secret =
-            match load_secret(&raw.tokens, base_dir).and_then(|s| check_secret(s, algorithm)) {
-                Ok(s) => s,
-                Err(p) => {
-                    problems.push(p);
-                    Vec::new()
-                }
-            };
+        let secret = match load_secret(&raw.tokens).and_then(|s| check_secret(s, algorithm)) {
+            Ok(s) => s,
+            Err(p) => {
+                problems.push(p);
+                Vec::new()
+            }
+        };
         if raw.tokens.issuer.is_empty() {
             problems.push("tokens.issuer must not be empty".into());
         }
@@ -457,7 +456,7 @@ fn parse_upstream(url: &str) -> Result<http::Uri, String> {
 const SECRET_HELP: &str = "generate one with `openssl rand -base64 48` (or `head -c 48 /dev/urandom | base64`) \
 and put it in tokens.secret_env (an environment variable's name), tokens.secret_file, or tokens.secret";
 
-fn load_secret(tokens: &RawTokens, base_dir: &Path) -> Result<Vec<u8>, String> {
+fn load_secret(tokens: &RawTokens) -> Result<Vec<u8>, String> {
     let given = [
         tokens.secret.is_some(),
         tokens.secret_file.is_some(),
@@ -475,11 +474,10 @@ fn load_secret(tokens: &RawTokens, base_dir: &Path) -> Result<Vec<u8>, String> {
         return Ok(s.as_bytes().to_vec());
     }
     if let Some(file) = &tokens.secret_file {
-        let path = base_dir.join(file);
-        let text = std::fs::read(&path).map_err(|e| {
+        let text = std::fs::read(file).map_err(|e| {
             format!(
                 "tokens.secret_file: cannot read {}: {e}; {SECRET_HELP}",
-                path.display()
+                file.display()
             )
         })?;
         return Ok(trim_ascii_end(text));
@@ -573,7 +571,7 @@ access = "public"
 
     #[test]
     fn a_good_config_parses_with_defaults() {
-        let c = Config::parse(GOOD, Path::new(".")).unwrap();
+        let c = Config::parse(GOOD).unwrap();
         assert_eq!(c.tokens.access_ttl, Duration::from_secs(15 * 60));
         assert_eq!(c.tokens.refresh_ttl, Duration::from_secs(30 * 86400));
         assert_eq!(c.tokens.leeway, Duration::ZERO);
@@ -586,9 +584,7 @@ access = "public"
     #[test]
     fn unknown_keys_are_rejected_with_name_and_line() {
         let text = GOOD.replace("[tokens]\n", "[tokens]\nsecrit = \"x\"\n");
-        let err = Config::parse(&text, Path::new("."))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(&text).unwrap_err().to_string();
         assert!(err.contains("secrit"), "{err}");
         assert!(err.contains("line 7"), "{err}");
     }
@@ -607,7 +603,7 @@ secret = "short"
 path = "public"
 access = "open"
 "#;
-        let problems = Config::parse(text, Path::new(".")).unwrap_err().0;
+        let problems = Config::parse(text).unwrap_err().0;
         assert_eq!(problems.len(), 5, "{problems:#?}");
     }
 
@@ -623,16 +619,27 @@ access = "open"
                 "secret = \"0123456789abcdefghijklmnopqrstuvwxyzABCDEF\"",
                 secret_line,
             );
-            let err = Config::parse(&text, Path::new("."))
-                .unwrap_err()
-                .to_string();
+            let err = Config::parse(&text).unwrap_err().to_string();
             assert!(err.contains("openssl rand"), "{secret_line}: {err}");
         }
     }
 
     #[test]
+    fn a_secret_file_is_read_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "file-secret-0123456789-abcdefghijklmnopqrstuv\n").unwrap();
+        let text = GOOD.replace(
+            "secret = \"0123456789abcdefghijklmnopqrstuvwxyzABCDEF\"",
+            &format!("secret_file = {:?}", file.display().to_string()),
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.tokens.secret, b"file-secret-0123456789-abcdefghijklmnopqrstuv");
+    }
+
+    #[test]
     fn the_secret_never_shows_in_debug_output() {
-        let c = Config::parse(GOOD, Path::new(".")).unwrap();
+        let c = Config::parse(GOOD).unwrap();
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
     }
 

@@ -173,8 +173,7 @@ pub struct Gate {
 
 impl Gate {
     pub async fn start(config_text: &str) -> Gate {
-        let config =
-            authgate::Config::parse(config_text, Path::new(".")).expect("test config is valid");
+        let config = authgate::Config::parse(config_text).expect("test config is valid");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
