@@ -634,7 +634,10 @@ access = "open"
             &format!("secret_file = {:?}", file.display().to_string()),
         );
         let c = Config::parse(&text).unwrap();
-        assert_eq!(c.tokens.secret, b"file-secret-0123456789-abcdefghijklmnopqrstuv");
+        assert_eq!(
+            c.tokens.secret,
+            b"file-secret-0123456789-abcdefghijklmnopqrstuv"
+        );
     }
 
     #[test]

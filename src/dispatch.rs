@@ -2,7 +2,6 @@
 //! an auth endpoint). `classify` is pure, so `authgate explain` shows exactly what a request meets.
 
 use std::convert::Infallible;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,13 +62,12 @@ pub fn classify(config: &Config, method: &Method, uri: &Uri) -> Result<Class, Ap
     })
 }
 
-/// The outcome of a request, for its log line.
-struct Outcome(&'static str);
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
+/// What a request's log line says besides method, status and latency. Only the normalised path is
+/// logged: the raw target and the query may carry anything, tokens included.
+#[derive(Default)]
+struct LogFields {
+    path: String,
+    user_id: Option<String>,
 }
 
 /// Serves one request; every failure becomes a JSON answer, never a dropped connection.
@@ -80,55 +78,48 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = request.method().clone();
-    // Log the normalised path only: the raw target may carry anything.
-    let mut user_id = None;
-    let mut logged_path = String::new();
-    let (response, outcome) =
-        match process(&gate, request, client, &mut user_id, &mut logged_path).await {
-            Ok((response, outcome)) => (response, outcome),
-            Err(e) => {
-                let outcome = Outcome(e.outcome());
-                (e.into_response(), outcome)
-            }
-        };
+    let mut log = LogFields::default();
+    let (outcome, response) = match process(&gate, request, client, &mut log).await {
+        Ok(answered) => answered,
+        Err(e) => (e.outcome(), e.into_response()),
+    };
     tracing::info!(
         method = %method,
-        path = %logged_path,
+        path = %log.path,
         status = response.status().as_u16(),
-        outcome = %outcome,
-        user_id = user_id.as_deref().unwrap_or("-"),
+        outcome,
+        user_id = log.user_id.as_deref().unwrap_or("-"),
         latency_us = start.elapsed().as_micros() as u64,
         "request"
     );
     Ok(response)
 }
 
+/// classify → authenticate → authorise → forward, or answer an endpoint ourselves.
 async fn process(
     gate: &Gate,
     request: Request<Incoming>,
     client: SocketAddr,
-    user_id: &mut Option<String>,
-    logged_path: &mut String,
-) -> Result<(Response<Body>, Outcome), ApiError> {
-    let class = classify(&gate.config, request.method(), request.uri())?;
-    match class {
+    log: &mut LogFields,
+) -> Result<(&'static str, Response<Body>), ApiError> {
+    match classify(&gate.config, request.method(), request.uri())? {
         Class::Health => {
-            *logged_path = HEALTH_PATH.into();
-            Ok((
-                json_response(StatusCode::OK, &json!({ "status": "ok" })),
-                Outcome("health"),
-            ))
+            log.path = HEALTH_PATH.into();
+            let response = json_response(StatusCode::OK, &json!({ "status": "ok" }));
+            Ok(("health", response))
         }
         Class::Endpoint(endpoint) => {
-            *logged_path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
-            let response = endpoints::answer(gate, endpoint, request).await?;
-            Ok((response, Outcome("answered")))
+            log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
+            Ok((
+                "answered",
+                endpoints::answer(gate, endpoint, request).await?,
+            ))
         }
         Class::Proxy {
             path_and_query,
             decision,
         } => {
-            *logged_path = path_and_query
+            log.path = path_and_query
                 .split('?')
                 .next()
                 .unwrap_or_default()
@@ -144,12 +135,12 @@ async fn process(
                     gate.config.max_authorization_header,
                 )?),
             };
-            *user_id = claims.as_ref().map(|c| c.sub.clone());
+            log.user_id = claims.as_ref().map(|c| c.sub.clone());
             let response = gate
                 .forwarder
                 .forward(request, &path_and_query, claims.as_ref(), client)
                 .await?;
-            Ok((response, Outcome("forwarded")))
+            Ok(("forwarded", response))
         }
     }
 }
