@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::body::{self, Body};
 use crate::config::{IdentityConfig, UpstreamConfig};
-use crate::error::ApiError;
+use crate::error::{ApiError, TokenError};
 use crate::token::Claims;
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
@@ -131,12 +131,17 @@ impl Forwarder {
         remove_hop_by_hop(headers);
         remove_owned(headers, &self.owned);
         if let Some(claims) = identity {
-            if let Ok(v) = HeaderValue::from_str(&claims.sub) {
-                headers.insert(self.identity.user_id_header.clone(), v);
-            }
-            if let Ok(v) = HeaderValue::from_str(&claims.username) {
-                headers.insert(self.identity.username_header.clone(), v);
-            }
+            // Names are sent as UTF-8; one that cannot be a header value at all (a control
+            // character in a token signed elsewhere) is refused rather than forwarded without it.
+            let value = |text: &str| {
+                HeaderValue::from_bytes(text.as_bytes())
+                    .map_err(|_| ApiError::Token(TokenError::Invalid("Invalid token claims")))
+            };
+            headers.insert(self.identity.user_id_header.clone(), value(&claims.sub)?);
+            headers.insert(
+                self.identity.username_header.clone(),
+                value(&claims.username)?,
+            );
         }
         headers.insert(
             HeaderName::from_static("x-forwarded-for"),

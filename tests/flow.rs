@@ -252,6 +252,20 @@ async fn usernames_are_one_user_whatever_their_case_width_or_composition() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED);
+    let r = post_json(
+        addr,
+        "/login",
+        &json!({"username": "Amélie", "password": password}),
+        &[],
+    )
+    .await;
+    let access = r.json()["access_token"].as_str().unwrap().to_string();
+    let seen = get_with_token(addr, "/api/me", &access).await.json();
+    assert_eq!(
+        seen["headers"]["x-auth-username"],
+        json!(["Amélie"]),
+        "sent as UTF-8"
+    );
     for twin in ["amélie", "AMÉLIE", "Ame\u{301}lie", "Ａｍéｌｉｅ"] {
         let r = post_json(
             addr,
