@@ -5,8 +5,8 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use crate::error::{ApiError, TokenError};
-use crate::revocation::RevocationCache;
-use crate::token::{Claims, TokenKind, TokenService, unix_now};
+use crate::gate::Gate;
+use crate::token::{Claims, TokenKind, unix_now};
 
 /// Extracts the JWT from `Authorization: Bearer <JWT>`, with Flask-JWT-Extended's messages.
 pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, ApiError> {
@@ -33,22 +33,24 @@ pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, ApiErro
     }
 }
 
-/// The claims of a valid, unrevoked token of `kind` (`None`: either kind) from `headers`.
+/// The claims of a valid, unrevoked token of `kind` (`None`: either kind) from `headers`. Until
+/// every revocation is loaded no token is trusted: the answer is 503, never a forward.
 pub fn authenticate(
+    gate: &Gate,
     headers: &HeaderMap,
     kind: Option<TokenKind>,
-    tokens: &TokenService,
-    revocations: &RevocationCache,
-    max_header: usize,
 ) -> Result<Claims, ApiError> {
-    let token = bearer_token(headers, max_header)?;
+    if !gate.revocations_loaded() {
+        return Err(ApiError::NotReady);
+    }
+    let token = bearer_token(headers, gate.config.max_authorization_header)?;
     let now = unix_now();
     let claims = match kind {
-        Some(kind) => tokens.verify_kind(token, kind, now),
-        None => tokens.verify(token, now),
+        Some(kind) => gate.tokens.verify_kind(token, kind, now),
+        None => gate.tokens.verify(token, now),
     }
     .map_err(ApiError::Token)?;
-    if revocations.is_revoked(&claims) {
+    if gate.revocations.is_revoked(&claims) {
         return Err(ApiError::Token(TokenError::Revoked));
     }
     Ok(claims)

@@ -24,6 +24,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub passwords: RawPasswords,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
     pub routes: Vec<RawRoute>,
 }
 
@@ -36,6 +40,9 @@ pub struct RawServer {
     pub header_read_timeout: String,
     pub max_authorization_header: usize,
     pub max_auth_body: usize,
+    pub health_path: String,
+    pub ready_path: String,
+    pub shutdown_grace: String,
 }
 
 impl Default for RawServer {
@@ -47,6 +54,9 @@ impl Default for RawServer {
             header_read_timeout: "10s".into(),
             max_authorization_header: 8 * 1024,
             max_auth_body: 64 * 1024,
+            health_path: "/healthz".into(),
+            ready_path: "/readyz".into(),
+            shutdown_grace: "30s".into(),
         }
     }
 }
@@ -110,13 +120,48 @@ fn default_leeway() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
-    pub path: PathBuf,
+    /// Embedded SQLite file (the default when neither url nor url_env is given).
+    pub path: Option<PathBuf>,
+    /// `postgres://…`, inline or from an environment variable.
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub max_connections: u32,
+    pub connect_timeout: String,
+    /// How often revocations written by other replicas are re-read, in case a notification was missed.
+    pub catch_up_interval: String,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
-            path: PathBuf::from("data/authgate.db"),
+            path: None,
+            url: None,
+            url_env: None,
+            max_connections: 10,
+            connect_timeout: "5s".into(),
+            catch_up_interval: "5s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Where Prometheus scrapes `/metrics`; no metrics listener when absent.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// "human" or "json".
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: "human".into(),
         }
     }
 }
@@ -178,10 +223,51 @@ pub struct Config {
     pub max_auth_body: usize,
     pub upstream: UpstreamConfig,
     pub tokens: TokenConfig,
-    pub store_path: PathBuf,
+    pub store: StoreConfig,
+    pub catch_up_interval: Duration,
+    pub health_path: String,
+    pub ready_path: String,
+    pub shutdown_grace: Duration,
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
     pub identity: IdentityConfig,
     pub passwords: PasswordConfig,
     pub routes: RouteTable,
+}
+
+/// Where users, sessions and revocations live.
+#[derive(Clone)]
+pub enum StoreConfig {
+    Sqlite {
+        path: PathBuf,
+    },
+    Postgres {
+        url: String,
+        max_connections: u32,
+        connect_timeout: Duration,
+    },
+}
+
+impl std::fmt::Debug for StoreConfig {
+    /// Never prints the database URL: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            StoreConfig::Postgres {
+                max_connections, ..
+            } => f
+                .debug_struct("Postgres")
+                .field("url", &"<redacted>")
+                .field("max_connections", max_connections)
+                .finish(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Clone)]
@@ -288,6 +374,9 @@ impl Config {
         let access_ttl = duration("tokens.access_ttl", &raw.tokens.access_ttl);
         let refresh_ttl = duration("tokens.refresh_ttl", &raw.tokens.refresh_ttl);
         let leeway = duration("tokens.leeway", &raw.tokens.leeway);
+        let shutdown_grace = duration("server.shutdown_grace", &raw.server.shutdown_grace);
+        let store_connect_timeout = duration("store.connect_timeout", &raw.store.connect_timeout);
+        let catch_up_interval = duration("store.catch_up_interval", &raw.store.catch_up_interval);
 
         for (key, d) in [
             ("server.header_read_timeout", header_read_timeout),
@@ -295,6 +384,8 @@ impl Config {
             ("upstream.connect_timeout", connect_timeout),
             ("tokens.access_ttl", access_ttl),
             ("tokens.refresh_ttl", refresh_ttl),
+            ("store.connect_timeout", store_connect_timeout),
+            ("store.catch_up_interval", catch_up_interval),
         ] {
             if d < Duration::from_secs(1) && !problems.iter().any(|p| p.starts_with(key)) {
                 problems.push(format!("{key} must be at least 1s"));
@@ -323,6 +414,47 @@ impl Config {
                 raw.server.auth_prefix
             ));
         }
+        let mut probe_path = |key: &str, path: &str| {
+            if !path.starts_with('/') || crate::routes::normalise_path(path).as_deref() != Ok(path)
+            {
+                problems.push(format!(
+                    "server.{key} = {path:?} must be a plain path like \"/healthz\""
+                ));
+            }
+            path.to_string()
+        };
+        let health_path = probe_path("health_path", &raw.server.health_path);
+        let ready_path = probe_path("ready_path", &raw.server.ready_path);
+        if health_path == ready_path {
+            problems.push("server.health_path and server.ready_path must differ".into());
+        }
+
+        let store = store_config(&raw.store, store_connect_timeout).unwrap_or_else(|p| {
+            problems.push(p);
+            StoreConfig::Sqlite {
+                path: PathBuf::new(),
+            }
+        });
+        let metrics_listen = raw.metrics.listen.as_deref().and_then(|text| {
+            text.parse()
+                .map_err(|_| {
+                    problems.push(format!(
+                        "metrics.listen = {text:?} is not an address like \"127.0.0.1:9090\""
+                    ))
+                })
+                .ok()
+        });
+        let log_format = match raw.log.format.as_str() {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                problems.push(format!(
+                    "log.format = {other:?} must be \"human\" or \"json\""
+                ));
+                LogFormat::Human
+            }
+        };
+
         if raw.server.max_authorization_header < 256 {
             problems.push("server.max_authorization_header must be at least 256 bytes".into());
         }
@@ -420,7 +552,13 @@ impl Config {
                 issuer: raw.tokens.issuer,
                 leeway,
             },
-            store_path: raw.store.path,
+            store,
+            catch_up_interval,
+            health_path,
+            ready_path,
+            shutdown_grace,
+            metrics_listen,
+            log_format,
             identity,
             passwords: PasswordConfig {
                 memory_kib: p.memory_kib,
@@ -430,6 +568,36 @@ impl Config {
             },
             routes: RouteTable::new(rules, raw.server.case_insensitive_routes),
         })
+    }
+}
+
+fn store_config(raw: &RawStore, connect_timeout: Duration) -> Result<StoreConfig, String> {
+    let postgres = |url: String| {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err("store.url must start with postgres:// or postgresql://".to_string());
+        }
+        if raw.max_connections == 0 {
+            return Err("store.max_connections must be at least 1".to_string());
+        }
+        Ok(StoreConfig::Postgres {
+            url,
+            max_connections: raw.max_connections,
+            connect_timeout,
+        })
+    };
+    match (&raw.path, &raw.url, &raw.url_env) {
+        (None, None, None) => Ok(StoreConfig::Sqlite {
+            path: PathBuf::from("data/authgate.db"),
+        }),
+        (Some(path), None, None) => Ok(StoreConfig::Sqlite { path: path.clone() }),
+        (None, Some(url), None) => postgres(url.clone()),
+        (None, None, Some(var)) => match std::env::var(var) {
+            Ok(url) => postgres(url),
+            Err(_) => Err(format!(
+                "store.url_env: environment variable {var} is not set"
+            )),
+        },
+        _ => Err("store: set at most one of path (SQLite), url or url_env (PostgreSQL)".into()),
     }
 }
 

@@ -19,12 +19,13 @@ use crate::gate::Gate;
 use crate::routes::{Access, Decision, normalise_path};
 use crate::token::TokenKind;
 
-pub const HEALTH_PATH: &str = "/healthz";
-
 /// What a request is, decided from its method and target alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Class {
+    /// Liveness: answered while the process runs, whatever the store does.
     Health,
+    /// Readiness: store reachable and revocations loaded.
+    Ready,
     Endpoint(Endpoint),
     /// For the upstream, at `path_and_query` (normalised path, query as sent), under `decision`.
     Proxy {
@@ -37,9 +38,16 @@ pub enum Class {
 /// path come from that one string.
 pub fn classify(config: &Config, method: &Method, uri: &Uri) -> Result<Class, ApiError> {
     let path = normalise_path(uri.path()).map_err(ApiError::BadPath)?;
-    if path == HEALTH_PATH {
+    let probe = if path == config.health_path {
+        Some(Class::Health)
+    } else if path == config.ready_path {
+        Some(Class::Ready)
+    } else {
+        None
+    };
+    if let Some(probe) = probe {
         return match *method {
-            Method::GET | Method::HEAD => Ok(Class::Health),
+            Method::GET | Method::HEAD => Ok(probe),
             _ => Err(ApiError::MethodNotAllowed("GET, HEAD")),
         };
     }
@@ -83,13 +91,15 @@ pub async fn handle(
         Ok(answered) => answered,
         Err(e) => (e.outcome(), e.into_response()),
     };
+    let elapsed = start.elapsed();
+    gate.metrics.request(outcome, elapsed.as_secs_f64());
     tracing::info!(
         method = %method,
         path = %log.path,
         status = response.status().as_u16(),
         outcome,
         user_id = log.user_id.as_deref().unwrap_or("-"),
-        latency_us = start.elapsed().as_micros() as u64,
+        latency_us = elapsed.as_micros() as u64,
         "request"
     );
     Ok(response)
@@ -104,9 +114,25 @@ async fn process(
 ) -> Result<(&'static str, Response<Body>), ApiError> {
     match classify(&gate.config, request.method(), request.uri())? {
         Class::Health => {
-            log.path = HEALTH_PATH.into();
+            log.path = gate.config.health_path.clone();
             let response = json_response(StatusCode::OK, &json!({ "status": "ok" }));
             Ok(("health", response))
+        }
+        Class::Ready => {
+            log.path = gate.config.ready_path.clone();
+            let loaded = gate.revocations_loaded();
+            let reachable = gate.store.ping().await;
+            let status = if loaded && reachable {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = json!({
+                "status": if status == StatusCode::OK { "ready" } else { "not ready" },
+                "revocations_loaded": loaded,
+                "store_reachable": reachable,
+            });
+            Ok(("ready", json_response(status, &body)))
         }
         Class::Endpoint(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
@@ -128,11 +154,9 @@ async fn process(
                 Access::Deny => return Err(ApiError::Forbidden),
                 Access::Public => None,
                 Access::Authenticated => Some(authenticate(
+                    gate,
                     request.headers(),
                     Some(TokenKind::Access),
-                    &gate.tokens,
-                    &gate.revocations,
-                    gate.config.max_authorization_header,
                 )?),
             };
             log.user_id = claims.as_ref().map(|c| c.sub.clone());
@@ -175,7 +199,10 @@ pub fn explain(config: &Config, method: &str, target: &str) -> String {
             e.message(),
             e.outcome()
         ),
-        Ok(Class::Health) => "rule: health check\ndecision: answered by authgate (200)".into(),
+        Ok(Class::Health) => "rule: liveness probe\ndecision: answered by authgate (200)".into(),
+        Ok(Class::Ready) => {
+            "rule: readiness probe\ndecision: answered by authgate (200 once revocations are loaded, else 503)".into()
+        }
         Ok(Class::Endpoint(e)) => format!(
             "rule: auth endpoint {}{}\ndecision: answered by authgate",
             config.auth_prefix,

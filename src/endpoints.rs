@@ -127,6 +127,7 @@ async fn register(gate: &Gate, request: Request<Incoming>) -> Result<Response<Bo
         Err(StoreError::Conflict) => return Err(ApiError::UsernameTaken),
         Err(e) => return Err(store_error(e)),
     }
+    gate.metrics.registered();
     tracing::info!(user_id = %user.id, "user registered");
     Ok(json_response(
         StatusCode::CREATED,
@@ -148,7 +149,9 @@ async fn login(gate: &Gate, request: Request<Incoming>) -> Result<Response<Body>
     };
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let password = if plausible { password } else { String::new() };
-    if !gate.passwords.verify(password, stored_hash).await {
+    let verified = gate.passwords.verify(password, stored_hash).await;
+    gate.metrics.login(verified);
+    if !verified {
         return Err(ApiError::BadCredentials);
     }
     let user = user.expect("verify succeeds only against a real user");
@@ -206,13 +209,7 @@ fn issue_pair(gate: &Gate, user_id: &str, username: &str, sid: &str, fresh: bool
 /// Rotates the refresh token. A refresh token that was already rotated is a stolen one: the whole
 /// session is revoked.
 async fn refresh(gate: &Gate, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
-    let claims = authenticate(
-        headers,
-        Some(TokenKind::Refresh),
-        &gate.tokens,
-        &gate.revocations,
-        gate.config.max_authorization_header,
-    );
+    let claims = authenticate(gate, headers, Some(TokenKind::Refresh));
     let claims = match claims {
         // A revoked refresh token of a live session can only be a rotated one presented again.
         Err(ApiError::Token(TokenError::Revoked)) => {
@@ -243,6 +240,7 @@ async fn refresh(gate: &Gate, headers: &HeaderMap) -> Result<Response<Body>, Api
         return Err(ApiError::Token(TokenError::Revoked));
     }
     gate.revocations.insert(old);
+    gate.metrics.refreshed();
     Ok(pair.into_response(gate))
 }
 
@@ -267,17 +265,12 @@ async fn revoke_session(gate: &Gate, claims: &Claims) -> Result<(), ApiError> {
         .await
         .map_err(store_error)?;
     gate.revocations.insert(revocation);
+    gate.metrics.revoked();
     Ok(())
 }
 
 async fn logout(gate: &Gate, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
-    let claims = authenticate(
-        headers,
-        None,
-        &gate.tokens,
-        &gate.revocations,
-        gate.config.max_authorization_header,
-    )?;
+    let claims = authenticate(gate, headers, None)?;
     revoke_session(gate, &claims).await?;
     tracing::info!(user_id = %claims.sub, "logged out");
     Ok(json_response(

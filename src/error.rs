@@ -51,6 +51,8 @@ pub enum ApiError {
     UpstreamUnavailable,
     UpstreamTimeout,
     StoreUnavailable,
+    /// Revocations are not loaded yet, so no token can be trusted.
+    NotReady,
 }
 
 impl ApiError {
@@ -70,7 +72,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable | ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -94,6 +96,7 @@ impl ApiError {
             ApiError::UpstreamUnavailable => "Upstream unavailable".into(),
             ApiError::UpstreamTimeout => "Upstream timed out".into(),
             ApiError::StoreUnavailable => "Store unavailable, try again shortly".into(),
+            ApiError::NotReady => "Not ready: revocations are still loading, try again shortly".into(),
         }
     }
 
@@ -118,6 +121,7 @@ impl ApiError {
             ApiError::UpstreamUnavailable => "upstream_unavailable",
             ApiError::UpstreamTimeout => "upstream_timeout",
             ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::NotReady => "not_ready",
         }
     }
 
@@ -142,7 +146,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(allow) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            ApiError::StoreUnavailable => {
+            ApiError::StoreUnavailable | ApiError::NotReady => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

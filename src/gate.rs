@@ -1,6 +1,9 @@
 //! Everything a request may need, built once at start-up and shared by all connections.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::password::Passwords;
 use crate::proxy::Forwarder;
 use crate::revocation::RevocationCache;
@@ -14,4 +17,30 @@ pub struct Gate {
     pub store: Store,
     pub passwords: Passwords,
     pub forwarder: Forwarder,
+    pub metrics: Metrics,
+    /// False until every unexpired revocation is in the cache: until then no token is trusted.
+    revocations_loaded: AtomicBool,
+}
+
+impl Gate {
+    pub fn new(config: Config, store: Store) -> Gate {
+        Gate {
+            tokens: TokenService::new(&config.tokens),
+            passwords: Passwords::new(&config.passwords),
+            forwarder: Forwarder::new(&config.upstream, &config.identity),
+            revocations: RevocationCache::default(),
+            metrics: Metrics::default(),
+            revocations_loaded: AtomicBool::new(false),
+            store,
+            config,
+        }
+    }
+
+    pub fn revocations_loaded(&self) -> bool {
+        self.revocations_loaded.load(Ordering::Acquire)
+    }
+
+    pub fn mark_revocations_loaded(&self) {
+        self.revocations_loaded.store(true, Ordering::Release);
+    }
 }

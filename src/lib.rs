@@ -20,9 +20,11 @@ pub mod dispatch;
 pub mod endpoints;
 pub mod error;
 pub mod gate;
+pub mod metrics;
 pub mod password;
 pub mod proxy;
 pub mod revocation;
+pub mod revocation_sync;
 pub mod routes;
 pub mod server;
 pub mod store;
@@ -30,61 +32,74 @@ pub mod token;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 pub use config::Config;
 
 use crate::gate::Gate;
-use crate::revocation::RevocationCache;
 use crate::store::{Store, StoreError};
-use crate::token::unix_now;
 
-/// How often forgotten revocations and sessions are purged from the store.
-const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// The sockets authgate serves on: the public one, and optionally one for `/metrics`.
+pub struct Listeners {
+    pub main: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
 
-/// Runs authgate on `listener` until `shutdown` completes, then lets in-flight requests finish.
-/// Opens the store and loads every unexpired revocation before the first request is accepted.
+/// Runs authgate on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// (up to `server.shutdown_grace`). Binds `metrics.listen` itself when configured.
+///
+/// It serves at once: `/healthz` answers while the store is still out of reach, and `/readyz` and
+/// every protected request answer 503 until all unexpired revocations are loaded.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StoreError> {
-    let store = Store::open_sqlite(&config.store_path).await?;
-    let revocations = RevocationCache::default();
-    let loaded = store.load_revocations(unix_now()).await?;
-    let count = loaded.len();
-    for revocation in loaded {
-        revocations.insert(revocation);
-    }
-    tracing::info!(revocations = count, "revocations loaded");
-
-    let gate = Arc::new(Gate {
-        tokens: token::TokenService::new(&config.tokens),
-        passwords: password::Passwords::new(&config.passwords),
-        forwarder: proxy::Forwarder::new(&config.upstream, &config.identity),
-        revocations,
-        store: store.clone(),
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?,
+        ),
+        None => None,
+    };
+    run_with(
+        Listeners {
+            main: listener,
+            metrics,
+        },
         config,
-    });
+        shutdown,
+    )
+    .await
+}
 
-    let purge_store = store.clone();
-    let purger = tokio::spawn(async move {
-        let mut every = tokio::time::interval(PURGE_INTERVAL);
-        loop {
-            every.tick().await;
-            if let Err(e) = purge_store.purge_expired(unix_now()).await {
-                tracing::warn!(error = %e, "purging expired revocations failed");
-            }
-        }
-    });
+/// `run`, on listeners the caller bound (tests bind the metrics port on 127.0.0.1:0 too).
+pub async fn run_with(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StoreError> {
+    let store = Store::connect(&config.store)?;
+    let gate = Arc::new(Gate::new(config, store.clone()));
+    let sync = tokio::spawn(revocation_sync::run(gate.clone()));
 
-    if let Ok(addr) = listener.local_addr() {
+    let (stop_metrics, metrics_stopped) = watch::channel(false);
+    if let Some(listener) = listeners.metrics {
+        let mut stopped = metrics_stopped.clone();
+        tokio::spawn(metrics::serve(listener, gate.clone(), async move {
+            let _ = stopped.wait_for(|&s| s).await;
+        }));
+    }
+
+    if let Ok(addr) = listeners.main.local_addr() {
         tracing::info!(%addr, upstream = %gate.config.upstream.base, "authgate listening");
     }
-    server::serve(listener, gate, shutdown).await;
-    purger.abort();
+    server::serve(listeners.main, gate, shutdown).await;
+    let _ = stop_metrics.send(true);
+    sync.abort();
     store.close().await;
     Ok(())
 }

@@ -20,6 +20,9 @@ struct Cli {
         default_value = "config/authgate.toml"
     )]
     config: PathBuf,
+    /// Log one JSON object per line instead of human-readable lines (also `[log] format = "json"`).
+    #[arg(long, global = true)]
+    json_logs: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -64,16 +67,19 @@ fn main() -> ExitCode {
             println!("{}", authgate::dispatch::explain(&config, &method, &target));
             ExitCode::SUCCESS
         }
-        Command::Run => run(config),
+        Command::Run => run(config, cli.json_logs),
     }
 }
 
-fn run(config: authgate::Config) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+fn run(config: authgate::Config, json_logs: bool) -> ExitCode {
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    );
+    if json_logs || config.log_format == authgate::config::LogFormat::Json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -14,9 +14,6 @@ use tokio::net::TcpListener;
 use crate::dispatch;
 use crate::gate::Gate;
 
-/// How long in-flight requests may take to finish once shutdown starts.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -27,6 +24,7 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
         .max_buf_size(64 * 1024 + gate.config.max_authorization_header);
     builder.http2().timer(TokioTimer::new());
 
+    let gate_grace = gate.config.shutdown_grace;
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -57,7 +55,7 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    if tokio::time::timeout(gate_grace, graceful.shutdown())
         .await
         .is_err()
     {

@@ -16,10 +16,13 @@ CREATE TABLE sessions (
 );
 
 -- Revoked sessions and tokens, kept until the last token they cover would have expired.
+-- `updated_ms` (the database's clock) lets replicas catch up on what changed since they last looked.
 CREATE TABLE revocations (
     kind       TEXT NOT NULL,
     key        TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
     PRIMARY KEY (kind, key)
 );
 CREATE INDEX revocations_expires_at ON revocations (expires_at);
+CREATE INDEX revocations_updated_ms ON revocations (updated_ms);

@@ -184,16 +184,7 @@ impl Gate {
             .await
             .expect("authgate runs");
         });
-        // run() loads revocations before accepting; wait until it answers.
-        for _ in 0..200 {
-            if TcpStream::connect(addr).await.is_ok() {
-                let r = get(addr, "/healthz", &[]).await;
-                if r.status == StatusCode::OK {
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_ready(addr).await;
         Gate {
             addr,
             stop: Some(stop),
@@ -210,6 +201,19 @@ impl Gate {
             task.await.unwrap();
         }
     }
+}
+
+/// Waits until the gate at `addr` answers `/readyz` with 200 (revocations loaded).
+pub async fn wait_ready(addr: SocketAddr) {
+    for _ in 0..500 {
+        if TcpStream::connect(addr).await.is_ok()
+            && get(addr, "/readyz", &[]).await.status == StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("authgate at {addr} did not become ready in 5s");
 }
 
 /// An upstream and a gate in front of it, with a fresh store in a temporary directory.

@@ -1,61 +1,29 @@
-//! The store: users, login sessions and revocations. Handlers call these methods and never see SQL.
-//! The embedded SQLite database is the zero-setup default.
+//! The embedded SQLite backend: one file, created on first start.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::{RevocationBatch, StoreError, User};
 use crate::revocation::{Revocation, RevocationKind};
 
-#[derive(Debug)]
-pub enum StoreError {
-    /// The username is taken.
-    Conflict,
-    /// The database could not be reached or failed.
-    Unavailable(sqlx::Error),
-}
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Conflict => f.write_str("conflict"),
-            StoreError::Unavailable(e) => write!(f, "store unavailable: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-            _ => StoreError::Unavailable(e),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: String,
-    pub username: String,
-    pub password_hash: String,
-}
-
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The store's clock in milliseconds, the same expression everywhere it is needed.
+const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-impl Store {
-    /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
-    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+impl SqliteStore {
+    pub fn connect(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
@@ -66,17 +34,20 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a logout acknowledged with 200 survives a power cut, not just a crash.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(5))
+            .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
-            .await?;
-        SQLITE_MIGRATIONS
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.into()))?;
-        Ok(Store { pool })
+            .connect_lazy_with(options);
+        Ok(SqliteStore { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(MIGRATIONS.run(&self.pool).await?)
+    }
+
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     pub async fn create_user(
@@ -85,14 +56,16 @@ impl Store {
         username_key: &str,
         now: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO users (id, username, username_key, password_hash, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&user.id)
-            .bind(&user.username)
-            .bind(username_key)
-            .bind(&user.password_hash)
-            .bind(now as i64)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO users (id, username, username_key, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(username_key)
+        .bind(&user.password_hash)
+        .bind(now as i64)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -128,8 +101,6 @@ impl Store {
         Ok(())
     }
 
-    /// Makes `new_jti` the session's refresh token if `old_jti` still is, and records `old_jti` as
-    /// revoked, in one transaction. `Ok(false)` means `old_jti` was not current: it was reused.
     pub async fn rotate_refresh(
         &self,
         sid: &str,
@@ -139,7 +110,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE sessions SET refresh_jti = ?, expires_at = MAX(expires_at, ?) WHERE sid = ? AND refresh_jti = ?",
+            "UPDATE sessions SET refresh_jti = ?, expires_at = MAX(expires_at, ?) \
+             WHERE sid = ? AND refresh_jti = ?",
         )
         .bind(new_jti)
         .bind(new_expires_at as i64)
@@ -157,8 +129,6 @@ impl Store {
         Ok(true)
     }
 
-    /// Durably revokes a session until the later of `at_least` and the session's own expiry, and
-    /// returns the revocation as stored.
     pub async fn revoke_session(&self, sid: &str, at_least: u64) -> Result<Revocation, StoreError> {
         let mut tx = self.pool.begin().await?;
         let session_expiry: Option<i64> =
@@ -176,14 +146,22 @@ impl Store {
         Ok(revocation)
     }
 
-    /// Every revocation that still matters at `now`.
-    pub async fn load_revocations(&self, now: u64) -> Result<Vec<Revocation>, StoreError> {
-        let rows =
-            sqlx::query("SELECT kind, key, expires_at FROM revocations WHERE expires_at > ?")
-                .bind(now as i64)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
+    pub async fn revocations_since(
+        &self,
+        since_ms: i64,
+        now: u64,
+    ) -> Result<RevocationBatch, StoreError> {
+        let as_of_ms: i64 = sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT kind, key, expires_at FROM revocations WHERE updated_ms >= ? AND expires_at > ?",
+        )
+        .bind(since_ms)
+        .bind(now as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let revocations = rows
             .into_iter()
             .filter_map(|r| {
                 Some(Revocation {
@@ -192,22 +170,25 @@ impl Store {
                     expires_at: r.get::<i64, _>(2) as u64,
                 })
             })
-            .collect())
+            .collect();
+        Ok(RevocationBatch {
+            revocations,
+            as_of_ms,
+        })
     }
 
-    /// Forgets revocations and sessions that can no longer matter.
     pub async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
-        let a = sqlx::query("DELETE FROM revocations WHERE expires_at <= ?")
+        let revocations = sqlx::query("DELETE FROM revocations WHERE expires_at <= ?")
             .bind(now as i64)
             .execute(&self.pool)
             .await?
             .rows_affected();
-        let b = sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
             .bind(now as i64)
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(a + b)
+        Ok(revocations + sessions)
     }
 
     pub async fn close(&self) {
@@ -219,10 +200,11 @@ async fn insert_revocation(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     r: &Revocation,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO revocations (kind, key, expires_at) VALUES (?, ?, ?) \
-         ON CONFLICT (kind, key) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
-    )
+    sqlx::query(&format!(
+        "INSERT INTO revocations (kind, key, expires_at, updated_ms) VALUES (?, ?, ?, {NOW_MS}) \
+         ON CONFLICT (kind, key) DO UPDATE \
+         SET expires_at = MAX(expires_at, excluded.expires_at), updated_ms = excluded.updated_ms"
+    ))
     .bind(r.kind.as_str())
     .bind(&r.key)
     .bind(r.expires_at as i64)

@@ -1,0 +1,100 @@
+//! Keeps the revocation cache in step with the store: the first full load (until which the gate is
+//! not ready), then every revocation other replicas announce, plus a periodic catch-up for
+//! announcements missed while disconnected. Also purges what has expired from the store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::gate::Gate;
+use crate::store::{ListenerEvent, RevocationBatch};
+use crate::token::unix_now;
+
+/// How far back each catch-up looks before the previous one, so a revocation whose transaction
+/// committed a little after it was stamped is still seen.
+const CATCH_UP_OVERLAP_MS: i64 = 30_000;
+/// How often expired revocations and sessions are deleted from the store.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+pub async fn run(gate: Arc<Gate>) {
+    let mut since_ms = initial_load(&gate).await;
+    let mut listener = gate.store.listener();
+    let mut catch_up = tokio::time::interval(gate.config.catch_up_interval);
+    catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge = Instant::now();
+    loop {
+        let event = match listener.as_mut() {
+            Some(listener) => tokio::select! {
+                event = listener.next() => Some(event),
+                _ = catch_up.tick() => None,
+            },
+            None => {
+                catch_up.tick().await;
+                None
+            }
+        };
+        match event {
+            Some(ListenerEvent::Revoked(revocation)) => gate.revocations.insert(revocation),
+            // Connected (again), or the periodic tick: read what changed since the last look.
+            Some(ListenerEvent::Connected) | None => {
+                if let Some(as_of_ms) = apply(&gate, since_ms).await {
+                    since_ms = as_of_ms - CATCH_UP_OVERLAP_MS;
+                }
+            }
+        }
+        if last_purge.elapsed() >= PURGE_INTERVAL {
+            last_purge = Instant::now();
+            if let Err(e) = gate.store.purge_expired(unix_now()).await {
+                tracing::warn!(error = %e, "purging expired revocations failed");
+            }
+        }
+    }
+}
+
+/// Migrates and loads every unexpired revocation, retrying until the store answers; then marks the
+/// gate ready. Returns where the first catch-up starts.
+async fn initial_load(gate: &Gate) -> i64 {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let loaded = match gate.store.migrate().await {
+            Ok(()) => gate.store.revocations_since(0, unix_now()).await,
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(batch) => {
+                let as_of_ms = batch.as_of_ms;
+                let count = insert_all(gate, batch);
+                gate.mark_revocations_loaded();
+                tracing::info!(revocations = count, "revocations loaded; ready");
+                return as_of_ms - CATCH_UP_OVERLAP_MS;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot load revocations yet; not ready");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One catch-up; `None` when the store did not answer (the next tick tries again).
+async fn apply(gate: &Gate, since_ms: i64) -> Option<i64> {
+    match gate.store.revocations_since(since_ms, unix_now()).await {
+        Ok(batch) => {
+            let as_of_ms = batch.as_of_ms;
+            insert_all(gate, batch);
+            Some(as_of_ms)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "revocation catch-up failed; will retry");
+            None
+        }
+    }
+}
+
+fn insert_all(gate: &Gate, batch: RevocationBatch) -> usize {
+    let count = batch.revocations.len();
+    for revocation in batch.revocations {
+        gate.revocations.insert(revocation);
+    }
+    count
+}

@@ -1,0 +1,173 @@
+//! The store: users, login sessions and revocations, behind one interface so handlers never see
+//! SQL. Embedded SQLite is the zero-setup default; PostgreSQL serves several replicas, which learn
+//! of each other's revocations through LISTEN/NOTIFY and a periodic catch-up.
+
+mod postgres;
+mod sqlite;
+
+use crate::config::StoreConfig;
+use crate::revocation::Revocation;
+
+pub use postgres::{ListenerEvent, RevocationListener};
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// The username is taken.
+    Conflict,
+    /// The database could not be reached or failed.
+    Unavailable(sqlx::Error),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict => f.write_str("conflict"),
+            StoreError::Unavailable(e) => write!(f, "store unavailable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Unavailable(e),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Unavailable(e.into())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+}
+
+/// Revocations read from the store, and the store's clock (ms) when they were read, so the next
+/// catch-up can ask for what changed since.
+#[derive(Debug, Default)]
+pub struct RevocationBatch {
+    pub revocations: Vec<Revocation>,
+    pub as_of_ms: i64,
+}
+
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! on_backend {
+    ($self:ident, $backend:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($backend) => $call,
+            Store::Postgres($backend) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Prepares a connection pool; nothing is contacted yet, so a store that is down does not stop
+    /// start-up. `migrate` is the first call that needs the database.
+    pub fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
+        Ok(match config {
+            StoreConfig::Sqlite { path } => Store::Sqlite(sqlite::SqliteStore::connect(path)?),
+            StoreConfig::Postgres {
+                url,
+                max_connections,
+                connect_timeout,
+            } => Store::Postgres(postgres::PgStore::connect(
+                url,
+                *max_connections,
+                *connect_timeout,
+            )?),
+        })
+    }
+
+    /// Applies migrations; safe when several replicas start at the same moment.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        on_backend!(self, s => s.migrate().await)
+    }
+
+    /// Whether the store answers now.
+    pub async fn ping(&self) -> bool {
+        on_backend!(self, s => s.ping().await)
+    }
+
+    pub async fn create_user(
+        &self,
+        user: &User,
+        username_key: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, s => s.create_user(user, username_key, now).await)
+    }
+
+    pub async fn find_user(&self, username_key: &str) -> Result<Option<User>, StoreError> {
+        on_backend!(self, s => s.find_user(username_key).await)
+    }
+
+    pub async fn create_session(
+        &self,
+        sid: &str,
+        user_id: &str,
+        refresh_jti: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, s => s.create_session(sid, user_id, refresh_jti, expires_at).await)
+    }
+
+    /// Makes `new_jti` the session's refresh token if `old.key` still is, and records `old` as
+    /// revoked, in one transaction. `Ok(false)` means `old` was not current: it was reused.
+    pub async fn rotate_refresh(
+        &self,
+        sid: &str,
+        old: &Revocation,
+        new_jti: &str,
+        new_expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, s => s.rotate_refresh(sid, old, new_jti, new_expires_at).await)
+    }
+
+    /// Durably revokes a session until the later of `at_least` and the session's own expiry, and
+    /// returns the revocation as stored.
+    pub async fn revoke_session(&self, sid: &str, at_least: u64) -> Result<Revocation, StoreError> {
+        on_backend!(self, s => s.revoke_session(sid, at_least).await)
+    }
+
+    /// Revocations still in force at `now` (unix seconds) and written at or after `since_ms` on the
+    /// store's clock; `since_ms = 0` loads them all.
+    pub async fn revocations_since(
+        &self,
+        since_ms: i64,
+        now: u64,
+    ) -> Result<RevocationBatch, StoreError> {
+        on_backend!(self, s => s.revocations_since(since_ms, now).await)
+    }
+
+    /// Forgets revocations and sessions that can no longer matter.
+    pub async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.purge_expired(now).await)
+    }
+
+    /// A live feed of other replicas' revocations, where the backend has one (PostgreSQL).
+    pub fn listener(&self) -> Option<RevocationListener> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(s) => Some(s.listener()),
+        }
+    }
+
+    pub async fn close(&self) {
+        on_backend!(self, s => s.close().await)
+    }
+}

@@ -1,0 +1,308 @@
+//! The PostgreSQL backend, for several replicas sharing one database. Every revocation is also
+//! announced with NOTIFY in the transaction that writes it, so other replicas hear of it on commit.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+
+use super::{RevocationBatch, StoreError, User};
+use crate::revocation::{Revocation, RevocationKind};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The NOTIFY channel revocations are announced on.
+const CHANNEL: &str = "authgate_revocations";
+
+/// The store's clock in milliseconds; `clock_timestamp`, not the transaction's start time.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub fn connect(
+        url: &str,
+        max_connections: u32,
+        connect_timeout: Duration,
+    ) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("authgate");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(connect_timeout)
+            .connect_lazy_with(options);
+        Ok(PgStore { pool })
+    }
+
+    /// sqlx holds an advisory lock while migrating, so replicas starting together take turns.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(MIGRATIONS.run(&self.pool).await?)
+    }
+
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn create_user(
+        &self,
+        user: &User,
+        username_key: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, username, username_key, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(username_key)
+        .bind(&user.password_hash)
+        .bind(now as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn find_user(&self, username_key: &str) -> Result<Option<User>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, username, password_hash FROM users WHERE username_key = $1")
+                .bind(username_key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| User {
+            id: r.get(0),
+            username: r.get(1),
+            password_hash: r.get(2),
+        }))
+    }
+
+    pub async fn create_session(
+        &self,
+        sid: &str,
+        user_id: &str,
+        refresh_jti: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (sid, user_id, refresh_jti, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(sid)
+        .bind(user_id)
+        .bind(refresh_jti)
+        .bind(expires_at as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn rotate_refresh(
+        &self,
+        sid: &str,
+        old: &Revocation,
+        new_jti: &str,
+        new_expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE sessions SET refresh_jti = $1, expires_at = GREATEST(expires_at, $2) \
+             WHERE sid = $3 AND refresh_jti = $4",
+        )
+        .bind(new_jti)
+        .bind(new_expires_at as i64)
+        .bind(sid)
+        .bind(&old.key)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_revocation(&mut tx, old).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn revoke_session(&self, sid: &str, at_least: u64) -> Result<Revocation, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let session_expiry: Option<i64> =
+            sqlx::query_scalar("SELECT expires_at FROM sessions WHERE sid = $1")
+                .bind(sid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let revocation = Revocation {
+            kind: RevocationKind::Session,
+            key: sid.to_string(),
+            expires_at: at_least.max(session_expiry.unwrap_or(0).max(0) as u64),
+        };
+        insert_revocation(&mut tx, &revocation).await?;
+        tx.commit().await?;
+        Ok(revocation)
+    }
+
+    pub async fn revocations_since(
+        &self,
+        since_ms: i64,
+        now: u64,
+    ) -> Result<RevocationBatch, StoreError> {
+        let as_of_ms: i64 = sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT kind, key, expires_at FROM revocations WHERE updated_ms >= $1 AND expires_at > $2",
+        )
+        .bind(since_ms)
+        .bind(now as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let revocations = rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(Revocation {
+                    kind: RevocationKind::parse(r.get::<&str, _>(0))?,
+                    key: r.get(1),
+                    expires_at: r.get::<i64, _>(2) as u64,
+                })
+            })
+            .collect();
+        Ok(RevocationBatch {
+            revocations,
+            as_of_ms,
+        })
+    }
+
+    pub async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
+        let revocations = sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
+            .bind(now as i64)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now as i64)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(revocations + sessions)
+    }
+
+    pub fn listener(&self) -> RevocationListener {
+        RevocationListener {
+            pool: self.pool.clone(),
+            listener: None,
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn insert_revocation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    r: &Revocation,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO revocations (kind, key, expires_at, updated_ms) VALUES ($1, $2, $3, {NOW_MS}) \
+         ON CONFLICT (kind, key) DO UPDATE \
+         SET expires_at = GREATEST(revocations.expires_at, excluded.expires_at), updated_ms = excluded.updated_ms"
+    ))
+    .bind(r.kind.as_str())
+    .bind(&r.key)
+    .bind(r.expires_at as i64)
+    .execute(&mut **tx)
+    .await?;
+    // Delivered to every listening replica when this transaction commits, and never if it does not.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(format!("{}:{}:{}", r.kind.as_str(), r.expires_at, r.key))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// What the revocation feed hears.
+#[derive(Debug)]
+pub enum ListenerEvent {
+    /// Another replica (or this one) revoked something.
+    Revoked(Revocation),
+    /// The feed (re)connected: anything announced while it was away was missed, so catch up.
+    Connected,
+}
+
+/// Other replicas' revocations as they commit, reconnecting by itself when the connection drops.
+pub struct RevocationListener {
+    pool: PgPool,
+    listener: Option<PgListener>,
+}
+
+impl RevocationListener {
+    /// Waits for the next event; never fails, retrying the connection every second while the
+    /// database is away.
+    pub async fn next(&mut self) -> ListenerEvent {
+        loop {
+            let Some(listener) = self.listener.as_mut() else {
+                match connect_listener(&self.pool).await {
+                    Ok(listener) => {
+                        self.listener = Some(listener);
+                        return ListenerEvent::Connected;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "revocation feed cannot connect; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            };
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    if let Some(revocation) = parse_payload(notification.payload()) {
+                        return ListenerEvent::Revoked(revocation);
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!("revocation feed lost its connection; reconnecting");
+                    self.listener = None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation feed failed; reconnecting");
+                    self.listener = None;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn connect_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// `kind:expires_at:key`, as written by `insert_revocation`.
+fn parse_payload(payload: &str) -> Option<Revocation> {
+    let mut parts = payload.splitn(3, ':');
+    Some(Revocation {
+        kind: RevocationKind::parse(parts.next()?)?,
+        expires_at: parts.next()?.parse().ok()?,
+        key: parts.next()?.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_payloads_round_trip() {
+        let r = parse_payload("session:1700000000:abc:def").unwrap();
+        assert_eq!(r.kind, RevocationKind::Session);
+        assert_eq!(r.expires_at, 1_700_000_000);
+        assert_eq!(r.key, "abc:def");
+        assert!(parse_payload("bogus:1:x").is_none());
+        assert!(parse_payload("token:notanumber:x").is_none());
+        assert!(parse_payload("token:1").is_none());
+    }
+}
