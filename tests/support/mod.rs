@@ -2,6 +2,10 @@
 //! HTTP client (hyper for ordinary requests, raw TCP for targets no client library would send).
 #![allow(dead_code)]
 
+pub mod pg;
+pub mod process;
+pub mod tcp_relay;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

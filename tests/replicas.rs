@@ -1,0 +1,345 @@
+//! Several authgate processes on one PostgreSQL database, as Kubernetes runs them: a logout on one
+//! replica is enforced by all within a second, restarts forget nothing, and a store outage never
+//! turns into a 200 that was not made durable.
+//!
+//! These run when `AUTHGATE_TEST_DATABASE_URL` is set (`.ci/run` sets it); otherwise `build.rs`
+//! marks them ignored, and `cargo test` lists them as such with the reason.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use serde_json::json;
+use support::pg::{FreshDatabase, server_url};
+use support::process::Process;
+use support::tcp_relay::TcpRelay;
+use support::*;
+
+const PASSWORD: &str = "a perfectly fine password";
+
+fn replica_config(dir: &Path, upstream: &Upstream, database_url: &str) -> PathBuf {
+    let path = dir.join(format!("authgate-{}.toml", uuid::Uuid::new_v4().simple()));
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "10s"
+[upstream]
+url = "{upstream}"
+timeout = "10s"
+[tokens]
+secret = "{SECRET}"
+[store]
+url = "{database_url}"
+connect_timeout = "1s"
+catch_up_interval = "2s"
+[passwords]
+memory_kib = 1024
+iterations = 1
+parallelism = 1
+[[routes]]
+path = "/public/**"
+access = "public"
+"#,
+        upstream = upstream.url()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn register(addr: SocketAddr, username: &str) -> StatusCode {
+    post_json(
+        addr,
+        "/register",
+        &json!({"username": username, "password": PASSWORD}),
+        &[],
+    )
+    .await
+    .status
+}
+
+async fn login(addr: SocketAddr, username: &str) -> String {
+    let r = post_json(
+        addr,
+        "/login",
+        &json!({"username": username, "password": PASSWORD}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+/// Polls until `addr` refuses `token` as revoked; returns how long that took.
+async fn until_refused(addr: SocketAddr, token: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let r = get_with_token(addr, "/api/x", token).await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            assert_eq!(r.msg(), "Token has been revoked");
+            return start.elapsed();
+        }
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert!(
+            start.elapsed() < limit,
+            "{addr} still accepted the token after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_test_database,
+    ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
+)]
+async fn a_logout_on_one_replica_is_enforced_by_the_others_within_a_second() {
+    let Some(server) =
+        server_url("a_logout_on_one_replica_is_enforced_by_the_others_within_a_second")
+    else {
+        return;
+    };
+    let db = FreshDatabase::create(&server).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = replica_config(dir.path(), &upstream, &db.url);
+    let replicas: Vec<Process> = (0..3).map(|_| Process::start(&config)).collect();
+    for r in &replicas {
+        wait_ready(r.addr).await;
+    }
+    let (a, b, c) = (replicas[0].addr, replicas[1].addr, replicas[2].addr);
+
+    assert_eq!(register(a, "alice").await, StatusCode::CREATED);
+    let token = login(b, "alice").await;
+    let r = get_with_token(c, "/api/x", &token).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["target"], "/api/x");
+
+    assert_eq!(
+        post_with_token(a, "/logout", &token).await.status,
+        StatusCode::OK
+    );
+    let took_c = until_refused(c, &token, Duration::from_secs(1)).await;
+    let took_b = until_refused(b, &token, Duration::from_secs(1)).await;
+    eprintln!("logout on A reached C in {took_c:?}, B in {took_b:?}");
+    assert_eq!(
+        get_with_token(a, "/api/x", &token).await.msg(),
+        "Token has been revoked"
+    );
+
+    drop(replicas);
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_test_database,
+    ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
+)]
+async fn fifty_simultaneous_registrations_of_one_name_give_exactly_one_201() {
+    let Some(server) =
+        server_url("fifty_simultaneous_registrations_of_one_name_give_exactly_one_201")
+    else {
+        return;
+    };
+    let db = FreshDatabase::create(&server).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = replica_config(dir.path(), &upstream, &db.url);
+    let replicas: Vec<Process> = (0..3).map(|_| Process::start(&config)).collect();
+    for r in &replicas {
+        wait_ready(r.addr).await;
+    }
+    let attempts: Vec<_> = (0..50)
+        .map(|i| {
+            let addr = replicas[i % 3].addr;
+            // Names that differ only by case are one name.
+            let name = if i % 2 == 0 { "Mallory" } else { "mallory" };
+            tokio::spawn(async move { register(addr, name).await })
+        })
+        .collect();
+    let mut created = 0;
+    let mut conflicts = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => conflicts += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((created, conflicts), (1, 49));
+    drop(replicas);
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_test_database,
+    ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
+)]
+async fn a_replica_killed_and_restarted_refuses_what_was_revoked_before_and_while_it_was_down() {
+    let Some(server) = server_url(
+        "a_replica_killed_and_restarted_refuses_what_was_revoked_before_and_while_it_was_down",
+    ) else {
+        return;
+    };
+    let db = FreshDatabase::create(&server).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = replica_config(dir.path(), &upstream, &db.url);
+    let a = Process::start(&config);
+    let mut c = Process::start(&config);
+    wait_ready(a.addr).await;
+    wait_ready(c.addr).await;
+
+    assert_eq!(register(a.addr, "bob").await, StatusCode::CREATED);
+    let before = login(a.addr, "bob").await;
+    let during = login(a.addr, "bob").await;
+    let kept = login(a.addr, "bob").await;
+    assert_eq!(
+        post_with_token(a.addr, "/logout", &before).await.status,
+        StatusCode::OK
+    );
+    until_refused(c.addr, &before, Duration::from_secs(1)).await;
+
+    c.signal("KILL");
+    assert!(c.wait(Duration::from_secs(5)).is_some());
+    assert_eq!(
+        post_with_token(a.addr, "/logout", &during).await.status,
+        StatusCode::OK
+    );
+
+    let c = Process::start(&c.config);
+    wait_ready(c.addr).await;
+    for token in [&before, &during] {
+        assert_eq!(
+            get_with_token(c.addr, "/api/x", token).await.msg(),
+            "Token has been revoked"
+        );
+    }
+    assert_eq!(
+        get_with_token(c.addr, "/api/x", &kept).await.status,
+        StatusCode::OK
+    );
+    drop((a, c));
+    db.drop_now().await;
+}
+
+/// Until the store answers, a replica is alive but not ready, and forwards no protected request.
+/// When the store drops later, tokens are still checked in memory, logins and logouts answer 503,
+/// and everything recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_test_database,
+    ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
+)]
+async fn store_outages_fail_closed_and_recover_by_themselves() {
+    let Some(server) = server_url("store_outages_fail_closed_and_recover_by_themselves") else {
+        return;
+    };
+    let db = FreshDatabase::create(&server).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // A first replica (direct) prepares a user and a token.
+    let direct = Process::start(&replica_config(dir.path(), &upstream, &db.url));
+    wait_ready(direct.addr).await;
+    assert_eq!(register(direct.addr, "carol").await, StatusCode::CREATED);
+    let token = login(direct.addr, "carol").await;
+
+    // A second replica reaches the database through a relay that starts cut.
+    let relay = TcpRelay::start(support::pg::address(&db.url)).await;
+    relay.cut();
+    let via_relay = support::pg::with_address(&db.url, relay.addr);
+    let gate = Process::start(&replica_config(dir.path(), &upstream, &via_relay));
+    assert_eq!(
+        get(gate.addr, "/healthz", &[]).await.status,
+        StatusCode::OK,
+        "alive"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = get(gate.addr, "/readyz", &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["revocations_loaded"], false);
+    let r = get_with_token(gate.addr, "/api/x", &token).await;
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready: no token is trusted yet"
+    );
+    assert_eq!(
+        get(gate.addr, "/public/x", &[]).await.status,
+        StatusCode::OK,
+        "public routes need no token"
+    );
+    let forwarded_protected = upstream
+        .seen()
+        .iter()
+        .filter(|s| s.target == "/api/x")
+        .count();
+    assert_eq!(forwarded_protected, 0);
+
+    relay.restore();
+    wait_ready(gate.addr).await;
+    assert_eq!(
+        get_with_token(gate.addr, "/api/x", &token).await.status,
+        StatusCode::OK
+    );
+
+    // The store drops while serving.
+    relay.cut();
+    assert_eq!(
+        get_with_token(gate.addr, "/api/x", &token).await.status,
+        StatusCode::OK,
+        "checked in memory"
+    );
+    let r = post_json(
+        gate.addr,
+        "/login",
+        &json!({"username": "carol", "password": PASSWORD}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.msg().as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Store unavailable, try again shortly"
+        )
+    );
+    let r = post_with_token(gate.addr, "/logout", &token).await;
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a logout that is not durable is not acknowledged"
+    );
+    assert_eq!(
+        get(gate.addr, "/readyz", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        get_with_token(direct.addr, "/api/x", &token).await.status,
+        StatusCode::OK,
+        "nothing was revoked"
+    );
+
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = post_with_token(gate.addr, "/logout", &token).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store never came back: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    until_refused(direct.addr, &token, Duration::from_secs(1)).await;
+    drop((gate, direct));
+    db.drop_now().await;
+}
