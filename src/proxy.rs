@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::body::{self, Body};
 use crate::config::{IdentityConfig, UpstreamConfig};
@@ -112,13 +112,18 @@ impl Forwarder {
 
     /// Sends `request` to the upstream at `path_and_query` (already normalised), as `identity` when
     /// the route needed a token. The answer streams back with its hop-by-hop headers removed.
+    ///
+    /// An HTTP/1.1 upgrade (WebSocket) keeps its `Upgrade` header; when the upstream answers 101,
+    /// the two connections are joined and bytes flow both ways until either side closes.
     pub async fn forward(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         path_and_query: &str,
         identity: Option<&Claims>,
         client_addr: SocketAddr,
     ) -> Result<Response<Body>, ApiError> {
+        let upgrade = upgrade_protocol(request.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let (mut parts, incoming) = request.into_parts();
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
@@ -130,6 +135,10 @@ impl Forwarder {
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
         remove_owned(headers, &self.owned);
+        if let Some(protocol) = &upgrade {
+            headers.insert(header::UPGRADE, protocol.clone());
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
         if let Some(claims) = identity {
             // Names are sent as UTF-8; one that cannot be a header value at all (a control
             // character in a token signed elsewhere) is refused rather than forwarded without it.
@@ -177,10 +186,51 @@ impl Forwarder {
                 }
                 Ok(Ok(response)) => response,
             };
+        if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+            (client_upgrade, response.status())
+        {
+            return Ok(join_upgraded(client_upgrade, response));
+        }
         let (mut parts, incoming) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, body::stream(incoming)))
     }
+}
+
+/// The protocol a request asks to upgrade to, when its `Connection` header lists `upgrade`.
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    wants_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Answers the client with the upstream's 101 and, once both sides have switched, copies bytes
+/// between them.
+fn join_upgraded(
+    client_upgrade: hyper::upgrade::OnUpgrade,
+    mut response: Response<Incoming>,
+) -> Response<Body> {
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    });
+    let (parts, _) = response.into_parts();
+    // The 101's Connection and Upgrade headers are the handshake itself: they stay.
+    Response::from_parts(parts, body::full(bytes::Bytes::new()))
 }
 
 #[cfg(test)]

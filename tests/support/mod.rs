@@ -37,6 +37,8 @@ pub struct Seen {
 /// A real HTTP server standing in for the app: it records every request and answers
 ///  - `/echo-body…`: the request body, streamed back;
 ///  - `/slow…`: after 3 s;
+///  - `/ws…` with a WebSocket handshake: a WebSocket that echoes each text message, prefixed with
+///    the user id authgate told it;
 ///  - anything else: JSON with method, target and headers.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -65,7 +67,7 @@ impl Upstream {
                         async move { Ok::<_, hyper::Error>(upstream_answer(req, &seen).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }
@@ -111,6 +113,15 @@ async fn upstream_answer(req: Request<Incoming>, seen: &Mutex<Vec<Seen>>) -> Res
     if target.starts_with("/echo-body") {
         return Response::new(req.into_body().boxed());
     }
+    if target.starts_with("/ws") {
+        if let Some(key) = req
+            .headers()
+            .get("sec-websocket-key")
+            .map(|k| k.as_bytes().to_vec())
+        {
+            return websocket_echo(req, key);
+        }
+    }
     if target.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
@@ -132,6 +143,42 @@ async fn upstream_answer(req: Request<Incoming>, seen: &Mutex<Vec<Seen>>) -> Res
         .headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
     response
+}
+
+fn websocket_echo(mut req: Request<Incoming>, key: Vec<u8>) -> Response<TestBody> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key, protocol::Role};
+    let user = req
+        .headers()
+        .get("x-auth-user-id")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = on_upgrade.await.unwrap();
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(Message::Text(text))) = ws.next().await {
+            ws.send(Message::text(format!("{user}: {text}")))
+                .await
+                .unwrap();
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header("sec-websocket-accept", derive_accept_key(&key))
+        .body(
+            Full::new(Bytes::new())
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .unwrap()
 }
 
 /// Configuration text for a gate in front of `upstream_url`, storing in `store`, with cheap
@@ -258,25 +305,18 @@ impl Setup {
 
     /// Registers `username` and logs in; returns (access token, refresh token).
     pub async fn login(&self, username: &str) -> (String, String) {
-        let password = "a perfectly fine password";
-        let r = post_json(
-            self.addr(),
-            "/register",
-            &json!({"username": username, "password": password}),
-            &[],
-        )
-        .await;
+        Setup::login_at(self.addr(), username).await
+    }
+
+    /// Registers `username` (if new) at the gate on `addr` and logs in.
+    pub async fn login_at(addr: SocketAddr, username: &str) -> (String, String) {
+        let creds = json!({"username": username, "password": "a perfectly fine password"});
+        let r = post_json(addr, "/register", &creds, &[]).await;
         assert!(
             r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT,
             "{r:?}"
         );
-        let r = post_json(
-            self.addr(),
-            "/login",
-            &json!({"username": username, "password": password}),
-            &[],
-        )
-        .await;
+        let r = post_json(addr, "/login", &creds, &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         let body = r.json();
         (

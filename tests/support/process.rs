@@ -5,13 +5,15 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 pub struct Process {
     pub addr: SocketAddr,
     pub config: PathBuf,
     child: Child,
+    /// Every line it has logged so far (JSON, one object per line).
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Process {
@@ -27,6 +29,8 @@ impl Process {
             .expect("the authgate binary starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = logs.clone();
         // Keep draining its log so it never blocks on a full pipe; hand over the address.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -35,6 +39,7 @@ impl Process {
                         let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
                     }
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         let addr = rx
@@ -46,7 +51,22 @@ impl Process {
             addr,
             config: config.to_path_buf(),
             child,
+            logs,
         }
+    }
+
+    /// The log lines so far, parsed.
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        let lines = self.logs.lock().unwrap();
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The raw log text so far.
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,294 @@
+//! Running it for real: readiness that fails closed, graceful SIGTERM, Prometheus metrics, one
+//! structured log line per request, WebSocket upgrades and HTTP/2 (h2c).
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::process::Process;
+use support::*;
+use tokio::net::{TcpListener, TcpStream};
+
+fn write_config(dir: &Path, upstream: &Upstream, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("authgate.toml");
+    let text = config_text(&upstream.url(), &dir.join("authgate.db"), extra)
+        .replace("timeout = \"1s\"", "timeout = \"10s\"")
+        .replace("[server]\n", "[server]\nshutdown_grace = \"10s\"\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &upstream,
+        "[[routes]]\npath = \"/slow\"\naccess = \"public\"\n",
+    );
+    let mut gate = Process::start(&config);
+    wait_ready(gate.addr).await;
+
+    let addr = gate.addr;
+    // /slow answers after 3 s; SIGTERM arrives while it is in flight.
+    let in_flight = tokio::spawn(async move { get(addr, "/slow", &[]).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "the request reached the upstream before SIGTERM"
+    );
+    gate.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no new connections once shutting down"
+    );
+
+    let answer = in_flight.await.unwrap();
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "the request in flight was completed"
+    );
+    let code = tokio::task::spawn_blocking(move || gate.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+}
+
+/// Until the store can be opened, the gate is alive but not ready and forwards no protected
+/// request; once the store can be opened it loads, and becomes ready by itself.
+#[tokio::test]
+async fn readiness_fails_closed_until_revocations_are_loaded() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Log in against a working store first, to have a valid token.
+    let good_store = dir.path().join("good.db");
+    let gate = Gate::start(&config_text(&upstream.url(), &good_store, "")).await;
+    let (access, _) = Setup::login_at(gate.addr, "alice").await;
+    gate.stop().await;
+
+    // The store path is an existing directory: SQLite cannot open it.
+    let blocked = dir.path().join("blocked");
+    std::fs::create_dir(&blocked).unwrap();
+    let config = authgate::Config::parse(&config_text(&upstream.url(), &blocked, "")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(authgate::run(listener, config, async {
+        let _ = stopped.await;
+    }));
+
+    assert_eq!(get(addr, "/healthz", &[]).await.status, StatusCode::OK);
+    let r = get(addr, "/readyz", &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["revocations_loaded"], false);
+    let r = get_with_token(addr, "/api/x", &access).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        r.msg(),
+        "Not ready: revocations are still loading, try again shortly"
+    );
+    assert!(
+        upstream.seen().iter().all(|s| s.target != "/api/x"),
+        "nothing protected was forwarded"
+    );
+
+    // Replace the directory with the real database: the gate retries and becomes ready.
+    std::fs::remove_dir(&blocked).unwrap();
+    std::fs::copy(&good_store, &blocked).unwrap();
+    wait_ready(addr).await;
+    assert_eq!(
+        get_with_token(addr, "/api/x", &access).await.status,
+        StatusCode::OK
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        authgate::Config::parse(&config_text(&upstream.url(), &dir.path().join("m.db"), ""))
+            .unwrap();
+    let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, metrics_addr) = (main.local_addr().unwrap(), metrics.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listeners = authgate::Listeners {
+        main,
+        metrics: Some(metrics),
+    };
+    let task = tokio::spawn(authgate::run_with(listeners, config, async {
+        let _ = stopped.await;
+    }));
+    wait_ready(addr).await;
+
+    let (access, _) = Setup::login_at(addr, "alice").await;
+    let bad = serde_json::json!({"username": "alice", "password": "wrong password"});
+    post_json(addr, "/login", &bad, &[]).await;
+    get_with_token(addr, "/api/x", &access).await;
+    get(addr, "/api/x", &[]).await;
+    post_with_token(addr, "/logout", &access).await;
+
+    let text = String::from_utf8(get(metrics_addr, "/metrics", &[]).await.body.to_vec()).unwrap();
+    for line in [
+        "authgate_requests_total{outcome=\"forwarded\"} 1",
+        "authgate_requests_total{outcome=\"no_token\"} 1",
+        "authgate_logins_total{result=\"succeeded\"} 1",
+        "authgate_logins_total{result=\"failed\"} 1",
+        "authgate_registrations_total 1",
+        "authgate_revocations_total 1",
+        "authgate_revocation_cache_entries 1",
+        "authgate_request_duration_seconds_count",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert_eq!(
+        get(addr, "/metrics", &[]).await.status,
+        StatusCode::UNAUTHORIZED,
+        "not on the public port"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_logs_one_structured_line_without_the_token() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Process::start(&write_config(dir.path(), &upstream, ""));
+    wait_ready(gate.addr).await;
+    let (access, refresh) = Setup::login_at(gate.addr, "alice").await;
+    let user_id = payload(&access)["sub"].as_str().unwrap().to_string();
+    get_with_token(gate.addr, &format!("/api/items?token={access}"), &access).await;
+    get(gate.addr, "/api/items", &[]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let requests: Vec<_> = gate
+        .logs()
+        .into_iter()
+        .filter(|l| l["message"] == "request")
+        .collect();
+    let forwarded = requests
+        .iter()
+        .find(|l| l["outcome"] == "forwarded")
+        .expect("a forwarded line");
+    assert_eq!(forwarded["method"], "GET");
+    assert_eq!(forwarded["path"], "/api/items");
+    assert_eq!(forwarded["status"], 200);
+    assert_eq!(forwarded["user_id"], user_id.as_str());
+    assert!(forwarded["latency_us"].is_u64());
+    let refused = requests
+        .iter()
+        .find(|l| l["outcome"] == "no_token")
+        .expect("a refused line");
+    assert_eq!(refused["status"], 401);
+    let text = gate.log_text();
+    for secret in [
+        access.as_str(),
+        refresh.as_str(),
+        "a perfectly fine password",
+        SECRET,
+    ] {
+        assert!(!text.contains(secret), "a secret reached the log");
+    }
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through_after_the_token_check() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let s = Setup::new().await;
+    let (access, _) = s.login("alice").await;
+    let user_id = payload(&access)["sub"].as_str().unwrap().to_string();
+
+    let mut request = format!("ws://{}/ws/chat", s.addr())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {access}").parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-auth-user-id", "forged".parse().unwrap());
+    let stream = TcpStream::connect(s.addr()).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for text in ["hello", "again"] {
+        ws.send(Message::text(text)).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            reply.into_text().unwrap().as_str(),
+            format!("{user_id}: {text}")
+        );
+    }
+
+    // Without a token the handshake is refused and never reaches the app.
+    let before = s.upstream.seen().len();
+    let request = format!("ws://{}/ws/chat", s.addr())
+        .into_client_request()
+        .unwrap();
+    let stream = TcpStream::connect(s.addr()).await.unwrap();
+    let refused = tokio_tungstenite::client_async(request, stream).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED)
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+    assert_eq!(s.upstream.seen().len(), before);
+}
+
+#[tokio::test]
+async fn http2_clients_are_served_with_prior_knowledge() {
+    let s = Setup::new().await;
+    let (access, _) = s.login("alice").await;
+    let stream = TcpStream::connect(s.addr()).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    for (target, token, status) in [
+        ("/public/h2", None, StatusCode::OK),
+        ("/api/h2", Some(&access), StatusCode::OK),
+        ("/api/h2", None, StatusCode::UNAUTHORIZED),
+    ] {
+        let mut builder = http::Request::builder().uri(format!("http://gate.test{target}"));
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let response = sender
+            .send_request(builder.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{target}");
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        if status == StatusCode::OK {
+            let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(seen["target"], target);
+            assert_eq!(
+                seen["headers"]["x-forwarded-host"],
+                serde_json::json!(["gate.test"])
+            );
+        }
+    }
+}
