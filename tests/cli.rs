@@ -112,3 +112,35 @@ fn explain_shows_the_normalised_path_the_rule_and_the_decision() {
         "{out}"
     );
 }
+
+/// The configuration inside the Kubernetes example's ConfigMap is one authgate accepts.
+#[test]
+fn the_kubernetes_example_config_is_valid() {
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/kubernetes/configmap.yaml"
+    ))
+    .unwrap();
+    let (_, block) = yaml.split_once("authgate.toml: |\n").unwrap();
+    let toml: String = block
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authgate.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["check", "--config", path.to_str().unwrap()])
+        .env("AUTHGATE_SECRET", STRONG)
+        .env(
+            "AUTHGATE_DATABASE_URL",
+            "postgres://authgate:pw@postgres.db.svc:5432/authgate",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
