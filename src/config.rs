@@ -38,6 +38,10 @@ pub struct RawServer {
     pub auth_prefix: String,
     pub case_insensitive_routes: bool,
     pub header_read_timeout: String,
+    /// How long a client may take to send an auth endpoint's whole body.
+    pub body_read_timeout: String,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
     pub max_authorization_header: usize,
     pub max_auth_body: usize,
     pub health_path: String,
@@ -52,6 +56,8 @@ impl Default for RawServer {
             auth_prefix: String::new(),
             case_insensitive_routes: false,
             header_read_timeout: "10s".into(),
+            body_read_timeout: "10s".into(),
+            max_connections: 10_000,
             max_authorization_header: 8 * 1024,
             max_auth_body: 64 * 1024,
             health_path: "/healthz".into(),
@@ -219,6 +225,8 @@ pub struct Config {
     /// Prefix of the auth endpoints, "" or "/something" without a trailing slash.
     pub auth_prefix: String,
     pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
     pub max_authorization_header: usize,
     pub max_auth_body: usize,
     pub upstream: UpstreamConfig,
@@ -365,6 +373,7 @@ impl Config {
             "server.header_read_timeout",
             &raw.server.header_read_timeout,
         );
+        let body_read_timeout = duration("server.body_read_timeout", &raw.server.body_read_timeout);
         let upstream_timeout = duration("upstream.timeout", &raw.upstream.timeout);
         let connect_timeout = duration("upstream.connect_timeout", &raw.upstream.connect_timeout);
         let pool_idle_timeout = duration(
@@ -380,6 +389,7 @@ impl Config {
 
         for (key, d) in [
             ("server.header_read_timeout", header_read_timeout),
+            ("server.body_read_timeout", body_read_timeout),
             ("upstream.timeout", upstream_timeout),
             ("upstream.connect_timeout", connect_timeout),
             ("tokens.access_ttl", access_ttl),
@@ -457,6 +467,9 @@ impl Config {
 
         if raw.server.max_authorization_header < 256 {
             problems.push("server.max_authorization_header must be at least 256 bytes".into());
+        }
+        if raw.server.max_connections == 0 {
+            problems.push("server.max_connections must be at least 1".into());
         }
         if raw.server.max_auth_body < 1024 {
             problems.push("server.max_auth_body must be at least 1024 bytes".into());
@@ -536,6 +549,8 @@ impl Config {
             listen,
             auth_prefix,
             header_read_timeout,
+            body_read_timeout,
+            max_connections: raw.server.max_connections,
             max_authorization_header: raw.server.max_authorization_header,
             max_auth_body: raw.server.max_auth_body,
             upstream: UpstreamConfig {

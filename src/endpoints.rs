@@ -1,13 +1,13 @@
 //! The endpoints authgate answers itself: /register, /login, /refresh, /logout.
 
-use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::accounts;
+use crate::auth_body::{read_json, string_fields};
 use crate::authn::authenticate;
-use crate::body::{Body, ReadError, read_limited};
+use crate::body::Body;
 use crate::error::{ApiError, TokenError, json_response};
 use crate::gate::Gate;
 use crate::revocation::{Revocation, RevocationKind};
@@ -64,42 +64,14 @@ async fn credentials(
     gate: &Gate,
     request: Request<Incoming>,
 ) -> Result<(String, String), ApiError> {
-    let is_json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > gate.config.max_auth_body as u64) {
-        return Err(ApiError::BodyTooLarge);
-    }
-    let bytes: Bytes = read_limited(request.into_body(), gate.config.max_auth_body)
-        .await
-        .map_err(|e| match e {
-            ReadError::TooLarge => ApiError::BodyTooLarge,
-            ReadError::Io => ApiError::BadRequest("Could not read the request body".into()),
-        })?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::BadRequest("Request body must be valid JSON".into()))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| ApiError::BadRequest("Request body must be a JSON object".into()))?;
-    let field = |name: &str| match object.get(name) {
-        None | Some(Value::Null) => Err(ApiError::BadRequest(format!(
-            "Missing \"{name}\" in JSON body"
-        ))),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(ApiError::BadRequest(format!("\"{name}\" must be a string"))),
-    };
-    Ok((field("username")?, field("password")?))
+    let body = read_json(
+        request,
+        gate.config.max_auth_body,
+        gate.config.body_read_timeout,
+    )
+    .await?;
+    let [username, password] = string_fields(&body, ["username", "password"])?;
+    Ok((username, password))
 }
 
 async fn register(gate: &Gate, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {

@@ -13,6 +13,7 @@
 //! status and message in one place.
 
 pub mod accounts;
+pub mod auth_body;
 pub mod authn;
 pub mod body;
 pub mod config;

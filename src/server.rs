@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::dispatch;
 use crate::gate::Gate;
@@ -26,8 +27,14 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
 
     let gate_grace = gate.config.shutdown_grace;
     let graceful = GracefulShutdown::new();
+    // At the cap, stop accepting: further clients wait in the kernel's queue, not in our memory.
+    let connections = Arc::new(Semaphore::new(gate.config.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, client) = match accepted {
@@ -48,6 +55,7 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(permit);
                 });
             }
             () = &mut shutdown => break,

@@ -260,3 +260,61 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     assert!(closed.is_ok(), "the connection was still open after 10s");
     assert!(s.upstream.seen().is_empty());
 }
+
+/// A client that trickles an auth body is answered 408 when the body deadline (1s in tests) passes.
+#[tokio::test]
+async fn a_body_that_never_finishes_arriving_gets_408() {
+    let s = Setup::new().await;
+    let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    stream
+        .write_all(b"POST /login HTTP/1.1\r\nHost: gate.test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user")
+        .await
+        .unwrap();
+    let mut out = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut out))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out[..n]).into_owned();
+    assert_eq!(raw_status(&answer), 408, "{answer}");
+}
+
+/// At `max_connections`, further clients wait until a connection closes; none is dropped.
+#[tokio::test]
+async fn the_connection_cap_makes_new_clients_wait_their_turn() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(&upstream.url(), &dir.path().join("c.db"), "")
+        .replace("[server]\n", "[server]\nmax_connections = 2\n")
+        .replace(
+            "header_read_timeout = \"2s\"",
+            "header_read_timeout = \"30s\"",
+        );
+    let gate = Gate::start(&config).await;
+    // wait_ready's connections have closed; hold both slots with idle clients.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let idle_a = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let _idle_b = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut third = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut out)).await;
+    assert!(
+        early.is_err(),
+        "served beyond the cap: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+
+    drop(idle_a);
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut out))
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    assert_eq!(raw_status(&String::from_utf8_lossy(&out)), 200);
+    gate.stop().await;
+}

@@ -189,6 +189,7 @@ pub fn config_text(upstream_url: &str, store: &Path, extra: &str) -> String {
 [server]
 listen = "127.0.0.1:0"
 header_read_timeout = "2s"
+body_read_timeout = "1s"
 [upstream]
 url = "{upstream_url}"
 timeout = "1s"
