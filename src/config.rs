@@ -24,6 +24,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub passwords: RawPasswords,
     #[serde(default)]
+    pub login_limits: RawLoginLimits,
+    #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
     pub log: RawLog,
@@ -150,6 +152,26 @@ impl Default for RawStore {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLoginLimits {
+    /// Failed logins allowed per username per window (0: off).
+    pub per_user: u32,
+    /// Login attempts allowed per client address per window (0: off).
+    pub per_address: u32,
+    pub window: String,
+}
+
+impl Default for RawLoginLimits {
+    fn default() -> Self {
+        RawLoginLimits {
+            per_user: 5,
+            per_address: 60,
+            window: "1m".into(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
@@ -197,6 +219,8 @@ pub struct RawPasswords {
     pub parallelism: u32,
     /// How many hashes may run at once; more wait their turn.
     pub max_concurrent_hashes: usize,
+    /// How many may wait; beyond that a login or registration is answered 503 at once.
+    pub max_waiting_hashes: usize,
 }
 
 impl Default for RawPasswords {
@@ -206,6 +230,7 @@ impl Default for RawPasswords {
             iterations: 2,
             parallelism: 1,
             max_concurrent_hashes: 0,
+            max_waiting_hashes: 256,
         }
     }
 }
@@ -240,6 +265,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub identity: IdentityConfig,
     pub passwords: PasswordConfig,
+    pub login_limits: LoginLimits,
     pub routes: RouteTable,
 }
 
@@ -323,6 +349,14 @@ pub struct PasswordConfig {
     pub iterations: u32,
     pub parallelism: u32,
     pub max_concurrent_hashes: usize,
+    pub max_waiting_hashes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginLimits {
+    pub per_user: u32,
+    pub per_address: u32,
+    pub window: Duration,
 }
 
 /// Every problem found in a configuration, one line each.
@@ -386,6 +420,7 @@ impl Config {
         let shutdown_grace = duration("server.shutdown_grace", &raw.server.shutdown_grace);
         let store_connect_timeout = duration("store.connect_timeout", &raw.store.connect_timeout);
         let catch_up_interval = duration("store.catch_up_interval", &raw.store.catch_up_interval);
+        let login_window = duration("login_limits.window", &raw.login_limits.window);
 
         for (key, d) in [
             ("server.header_read_timeout", header_read_timeout),
@@ -396,6 +431,7 @@ impl Config {
             ("tokens.refresh_ttl", refresh_ttl),
             ("store.connect_timeout", store_connect_timeout),
             ("store.catch_up_interval", catch_up_interval),
+            ("login_limits.window", login_window),
         ] {
             if d < Duration::from_secs(1) && !problems.iter().any(|p| p.starts_with(key)) {
                 problems.push(format!("{key} must be at least 1s"));
@@ -580,6 +616,12 @@ impl Config {
                 iterations: p.iterations,
                 parallelism: p.parallelism,
                 max_concurrent_hashes,
+                max_waiting_hashes: p.max_waiting_hashes,
+            },
+            login_limits: LoginLimits {
+                per_user: raw.login_limits.per_user,
+                per_address: raw.login_limits.per_address,
+                window: login_window,
             },
             routes: RouteTable::new(rules, raw.server.case_insensitive_routes),
         })

@@ -138,7 +138,7 @@ async fn process(
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
             Ok((
                 "answered",
-                endpoints::answer(gate, endpoint, request).await?,
+                endpoints::answer(gate, endpoint, request, client).await?,
             ))
         }
         Class::Proxy {

@@ -1,5 +1,7 @@
 //! The endpoints authgate answers itself: /register, /login, /refresh, /logout.
 
+use std::net::SocketAddr;
+
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -45,10 +47,11 @@ pub async fn answer(
     gate: &Gate,
     endpoint: Endpoint,
     request: Request<Incoming>,
+    client: SocketAddr,
 ) -> Result<Response<Body>, ApiError> {
     match endpoint {
         Endpoint::Register => register(gate, request).await,
-        Endpoint::Login => login(gate, request).await,
+        Endpoint::Login => login(gate, request, client).await,
         Endpoint::Refresh => refresh(gate, request.headers()).await,
         Endpoint::Logout => logout(gate, request.headers()).await,
     }
@@ -92,7 +95,11 @@ async fn register(gate: &Gate, request: Request<Incoming>) -> Result<Response<Bo
     let user = User {
         id: uuid::Uuid::new_v4().to_string(),
         username,
-        password_hash: gate.passwords.hash(password).await,
+        password_hash: gate
+            .passwords
+            .hash(password)
+            .await
+            .map_err(|_| ApiError::Busy)?,
     };
     match gate.store.create_user(&user, &key, unix_now()).await {
         Ok(()) => {}
@@ -107,13 +114,32 @@ async fn register(gate: &Gate, request: Request<Incoming>) -> Result<Response<Bo
     ))
 }
 
-async fn login(gate: &Gate, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn login(
+    gate: &Gate,
+    request: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<Response<Body>, ApiError> {
+    // Every attempt counts against the address; only failures count against the username, so a
+    // user who knows their password is not locked out by someone else's guesses for long.
+    let address = client.ip().to_string();
+    if let Some(throttle) = &gate.login_throttle.per_address {
+        throttle
+            .check(&address)
+            .map_err(ApiError::TooManyAttempts)?;
+        throttle.charge(&address);
+    }
     let (username, password) = credentials(gate, request).await?;
+    let username_key = accounts::username_key(&username);
+    if let Some(throttle) = &gate.login_throttle.per_user {
+        throttle
+            .check(&username_key)
+            .map_err(ApiError::TooManyAttempts)?;
+    }
     // Over-long input is simply a failed login: the same answer as any other.
     let plausible = password.len() <= accounts::MAX_PASSWORD_BYTES;
     let user = if plausible && accounts::validate_username(&username).is_ok() {
         gate.store
-            .find_user(&accounts::username_key(&username))
+            .find_user(&username_key)
             .await
             .map_err(store_error)?
     } else {
@@ -121,9 +147,16 @@ async fn login(gate: &Gate, request: Request<Incoming>) -> Result<Response<Body>
     };
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let password = if plausible { password } else { String::new() };
-    let verified = gate.passwords.verify(password, stored_hash).await;
+    let verified = gate
+        .passwords
+        .verify(password, stored_hash)
+        .await
+        .map_err(|_| ApiError::Busy)?;
     gate.metrics.login(verified);
     if !verified {
+        if let Some(throttle) = &gate.login_throttle.per_user {
+            throttle.charge(&username_key);
+        }
         return Err(ApiError::BadCredentials);
     }
     let user = user.expect("verify succeeds only against a real user");

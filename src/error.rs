@@ -55,6 +55,10 @@ pub enum ApiError {
     StoreUnavailable,
     /// Revocations are not loaded yet, so no token can be trusted.
     NotReady,
+    /// Login throttled; retry after this long.
+    TooManyAttempts(std::time::Duration),
+    /// Too many password hashes waiting already.
+    Busy,
 }
 
 impl ApiError {
@@ -75,7 +79,10 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::StoreUnavailable | ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable | ApiError::NotReady | ApiError::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -101,6 +108,8 @@ impl ApiError {
             ApiError::UpstreamTimeout => "Upstream timed out".into(),
             ApiError::StoreUnavailable => "Store unavailable, try again shortly".into(),
             ApiError::NotReady => "Not ready: revocations are still loading, try again shortly".into(),
+            ApiError::TooManyAttempts(_) => "Too many login attempts, try again later".into(),
+            ApiError::Busy => "Too many logins at once, try again shortly".into(),
         }
     }
 
@@ -127,6 +136,8 @@ impl ApiError {
             ApiError::UpstreamTimeout => "upstream_timeout",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::NotReady => "not_ready",
+            ApiError::TooManyAttempts(_) => "throttled",
+            ApiError::Busy => "busy",
         }
     }
 
@@ -151,8 +162,12 @@ impl ApiError {
             ApiError::MethodNotAllowed(allow) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            ApiError::StoreUnavailable | ApiError::NotReady => {
+            ApiError::StoreUnavailable | ApiError::NotReady | ApiError::Busy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::TooManyAttempts(wait) => {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
             }
             _ => {}
         }

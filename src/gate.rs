@@ -8,7 +8,14 @@ use crate::password::Passwords;
 use crate::proxy::Forwarder;
 use crate::revocation::RevocationCache;
 use crate::store::Store;
+use crate::throttle::Throttle;
 use crate::token::TokenService;
+
+/// Login throttles; `None` where configured off.
+pub struct LoginThrottle {
+    pub per_user: Option<Throttle>,
+    pub per_address: Option<Throttle>,
+}
 
 pub struct Gate {
     pub config: Config,
@@ -18,6 +25,7 @@ pub struct Gate {
     pub passwords: Passwords,
     pub forwarder: Forwarder,
     pub metrics: Metrics,
+    pub login_throttle: LoginThrottle,
     /// False until every unexpired revocation is in the cache: until then no token is trusted.
     revocations_loaded: AtomicBool,
 }
@@ -30,6 +38,13 @@ impl Gate {
             forwarder: Forwarder::new(&config.upstream, &config.identity),
             revocations: RevocationCache::default(),
             metrics: Metrics::default(),
+            login_throttle: LoginThrottle {
+                per_user: Throttle::new(config.login_limits.per_user, config.login_limits.window),
+                per_address: Throttle::new(
+                    config.login_limits.per_address,
+                    config.login_limits.window,
+                ),
+            },
             revocations_loaded: AtomicBool::new(false),
             store,
             config,

@@ -29,6 +29,7 @@ pub mod revocation_sync;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod throttle;
 pub mod token;
 
 use std::future::Future;

@@ -2,6 +2,7 @@
 //! a concurrency limit: a burst of logins waits its turn instead of stalling proxied traffic.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
@@ -15,6 +16,10 @@ use crate::config::PasswordConfig;
 pub struct Passwords {
     argon2: Argon2<'static>,
     permits: Arc<Semaphore>,
+    /// Hashes queued or running, and how many may be: past that, callers are turned away at once
+    /// rather than queueing without bound.
+    in_line: Arc<AtomicUsize>,
+    max_in_line: usize,
     /// A hash of a random password, verified against when the user does not exist, so an unknown
     /// user costs the same time as a wrong password.
     dummy_hash: Arc<str>,
@@ -35,20 +40,23 @@ impl Passwords {
         Passwords {
             argon2,
             permits: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
+            in_line: Arc::new(AtomicUsize::new(0)),
+            max_in_line: config.max_concurrent_hashes.max(1) + config.max_waiting_hashes,
             dummy_hash: dummy_hash.into(),
         }
     }
 
-    /// Hashes `password` into a PHC string (algorithm, parameters and salt included).
-    pub async fn hash(&self, password: String) -> String {
+    /// Hashes `password` into a PHC string (algorithm, parameters and salt included); `Err(Busy)`
+    /// when too many hashes are in line already.
+    pub async fn hash(&self, password: String) -> Result<String, Busy> {
         let argon2 = self.argon2.clone();
         self.run_blocking(move || hash_with(&argon2, password.as_bytes()))
             .await
     }
 
     /// Checks `password` against `stored`, or against the dummy hash when there is no user, so both
-    /// cases take the same time. Returns false for the dummy.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
+    /// cases take the same time. Returns false for the dummy; `Err(Busy)` as for `hash`.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, Busy> {
         let argon2 = self.argon2.clone();
         let is_real = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
@@ -57,22 +65,49 @@ impl Passwords {
                 Ok(parsed) => argon2.verify_password(password.as_bytes(), &parsed).is_ok(),
                 Err(_) => false,
             })
-            .await;
-        ok && is_real
+            .await?;
+        Ok(ok && is_real)
     }
 
     async fn run_blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
-    ) -> T {
+    ) -> Result<T, Busy> {
+        let place = InLine::join(&self.in_line, self.max_in_line).ok_or(Busy)?;
         let _permit = self
             .permits
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        tokio::task::spawn_blocking(work)
+        let result = tokio::task::spawn_blocking(work)
             .await
-            .expect("password hashing does not panic")
+            .expect("password hashing does not panic");
+        drop(place);
+        Ok(result)
+    }
+}
+
+/// Too many password hashes in line.
+#[derive(Debug)]
+pub struct Busy;
+
+/// A place in line, given back when dropped (also when the waiting request is cancelled).
+struct InLine<'a>(&'a AtomicUsize);
+
+impl<'a> InLine<'a> {
+    fn join(count: &'a AtomicUsize, max: usize) -> Option<InLine<'a>> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InLine(count))
+    }
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -94,19 +129,34 @@ mod tests {
             iterations: 1,
             parallelism: 1,
             max_concurrent_hashes: 2,
+            max_waiting_hashes: 4,
         })
     }
 
     #[tokio::test]
     async fn hashes_are_argon2id_and_verify() {
         let p = cheap();
-        let hash = p.hash("correct horse".into()).await;
+        let hash = p.hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{hash}");
-        assert!(p.verify("correct horse".into(), Some(hash.clone())).await);
-        assert!(!p.verify("wrong horse".into(), Some(hash)).await);
         assert!(
-            !p.verify("anything".into(), None).await,
+            p.verify("correct horse".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!p.verify("wrong horse".into(), Some(hash)).await.unwrap());
+        assert!(
+            !p.verify("anything".into(), None).await.unwrap(),
             "the dummy never matches"
         );
+    }
+
+    #[test]
+    fn the_line_has_a_length() {
+        let count = AtomicUsize::new(0);
+        let a = InLine::join(&count, 2).unwrap();
+        let _b = InLine::join(&count, 2).unwrap();
+        assert!(InLine::join(&count, 2).is_none(), "full");
+        drop(a);
+        assert!(InLine::join(&count, 2).is_some(), "a place freed");
     }
 }

@@ -374,3 +374,60 @@ async fn an_unreachable_upstream_is_502() {
         (StatusCode::BAD_GATEWAY, "Upstream unavailable")
     );
 }
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_username_with_retry_after() {
+    let s = Setup::new().await;
+    let addr = s.addr();
+    s.login("alice").await;
+    s.login("bob").await;
+    let wrong = json!({"username": "ALICE", "password": "not the password"});
+    for _ in 0..5 {
+        assert_eq!(
+            post_json(addr, "/login", &wrong, &[]).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The sixth try is refused before the password is even checked, the right one included.
+    let right = json!({"username": "alice", "password": "a perfectly fine password"});
+    let r = post_json(addr, "/login", &right, &[]).await;
+    assert_eq!(
+        (r.status, r.msg().as_str()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many login attempts, try again later"
+        )
+    );
+    let retry_after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (1..=12).contains(&retry_after),
+        "one attempt every 12 s: {retry_after}"
+    );
+    let bob = json!({"username": "bob", "password": "a perfectly fine password"});
+    assert_eq!(
+        post_json(addr, "/login", &bob, &[]).await.status,
+        StatusCode::OK,
+        "other users are unaffected"
+    );
+}
+
+#[tokio::test]
+async fn login_attempts_are_throttled_per_client_address() {
+    let s = Setup::with_extra("[login_limits]\nper_address = 3\n").await;
+    let creds = json!({"username": "nobody", "password": "whatever password"});
+    for _ in 0..3 {
+        assert_eq!(
+            post_json(s.addr(), "/login", &creds, &[]).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let r = post_json(
+        s.addr(),
+        "/login",
+        &json!({"username": "someone-else", "password": "x"}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.header("retry-after").is_some());
+}
