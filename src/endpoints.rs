@@ -23,14 +23,18 @@ pub enum Endpoint {
     Login,
     Refresh,
     Logout,
+    LogoutAll,
+    Password,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 6] = [
         Endpoint::Register,
         Endpoint::Login,
         Endpoint::Refresh,
         Endpoint::Logout,
+        Endpoint::LogoutAll,
+        Endpoint::Password,
     ];
 
     pub fn path(self) -> &'static str {
@@ -39,6 +43,8 @@ impl Endpoint {
             Endpoint::Login => "/login",
             Endpoint::Refresh => "/refresh",
             Endpoint::Logout => "/logout",
+            Endpoint::LogoutAll => "/logout-all",
+            Endpoint::Password => "/password",
         }
     }
 }
@@ -54,6 +60,8 @@ pub async fn answer(
         Endpoint::Login => login(gate, request, client).await,
         Endpoint::Refresh => refresh(gate, request.headers()).await,
         Endpoint::Logout => logout(gate, request.headers()).await,
+        Endpoint::LogoutAll => logout_all(gate, request.headers()).await,
+        Endpoint::Password => change_password(gate, request).await,
     }
 }
 
@@ -282,4 +290,87 @@ async fn logout(gate: &Gate, headers: &HeaderMap) -> Result<Response<Body>, ApiE
         StatusCode::OK,
         &json!({ "msg": "Successfully logged out" }),
     ))
+}
+
+/// Revokes every session of the user, this one included: "log out everywhere".
+async fn logout_all(gate: &Gate, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    let claims = authenticate(gate, headers, Some(TokenKind::Access))?;
+    let revoked = revoke_user_sessions(gate, &claims.sub, None, None).await?;
+    tracing::info!(user_id = %claims.sub, sessions = revoked, "logged out everywhere");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "msg": "Successfully logged out everywhere", "sessions_revoked": revoked }),
+    ))
+}
+
+/// `{"old_password", "new_password"}` with an access token: sets the new password and revokes
+/// every other session of the user. The session asking keeps working.
+async fn change_password(
+    gate: &Gate,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let claims = authenticate(gate, request.headers(), Some(TokenKind::Access))?;
+    if let Some(throttle) = &gate.login_throttle.per_user {
+        throttle
+            .check(&claims.sub)
+            .map_err(ApiError::TooManyAttempts)?;
+    }
+    let body = read_json(
+        request,
+        gate.config.max_auth_body,
+        gate.config.body_read_timeout,
+    )
+    .await?;
+    let [old_password, new_password] = string_fields(&body, ["old_password", "new_password"])?;
+    accounts::validate_password(&new_password).map_err(|m| ApiError::BadRequest(m.into()))?;
+    let user = gate
+        .store
+        .find_user_by_id(&claims.sub)
+        .await
+        .map_err(store_error)?;
+    let stored_hash = user.map(|u| u.password_hash);
+    let old_ok = old_password.len() <= accounts::MAX_PASSWORD_BYTES
+        && gate
+            .passwords
+            .verify(old_password, stored_hash)
+            .await
+            .map_err(|_| ApiError::Busy)?;
+    if !old_ok {
+        if let Some(throttle) = &gate.login_throttle.per_user {
+            throttle.charge(&claims.sub);
+        }
+        return Err(ApiError::WrongPassword);
+    }
+    let new_hash = gate
+        .passwords
+        .hash(new_password)
+        .await
+        .map_err(|_| ApiError::Busy)?;
+    let revoked =
+        revoke_user_sessions(gate, &claims.sub, Some(&claims.sid), Some(&new_hash)).await?;
+    tracing::info!(user_id = %claims.sub, sessions = revoked, "password changed");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "msg": "Password changed", "sessions_revoked": revoked }),
+    ))
+}
+
+/// Store first, then cache: the answer is sent only once the revocations are durable.
+async fn revoke_user_sessions(
+    gate: &Gate,
+    user_id: &str,
+    keep_sid: Option<&str>,
+    new_password_hash: Option<&str>,
+) -> Result<usize, ApiError> {
+    let revocations = gate
+        .store
+        .revoke_user_sessions(user_id, keep_sid, new_password_hash, unix_now())
+        .await
+        .map_err(store_error)?;
+    let count = revocations.len();
+    for revocation in revocations {
+        gate.revocations.insert(revocation);
+        gate.metrics.revoked();
+    }
+    Ok(count)
 }

@@ -48,6 +48,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     UsernameTaken,
     BadCredentials,
+    /// The old password given to /password is wrong.
+    WrongPassword,
     Forbidden,
     MethodNotAllowed(&'static str),
     UpstreamUnavailable,
@@ -68,7 +70,8 @@ impl ApiError {
             | ApiError::MissingBearer
             | ApiError::BadAuthHeader
             | ApiError::Token(_)
-            | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            | ApiError::BadCredentials
+            | ApiError::WrongPassword => StatusCode::UNAUTHORIZED,
             ApiError::AuthHeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::BadPath(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -102,6 +105,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "Content-Type must be application/json".into(),
             ApiError::UsernameTaken => "Username already exists".into(),
             ApiError::BadCredentials => "Bad username or password".into(),
+            ApiError::WrongPassword => "Wrong password".into(),
             ApiError::Forbidden => "Access denied".into(),
             ApiError::MethodNotAllowed(_) => "Method not allowed".into(),
             ApiError::UpstreamUnavailable => "Upstream unavailable".into(),
@@ -129,7 +133,7 @@ impl ApiError {
             ApiError::BodyTimeout => "body_timeout",
             ApiError::UnsupportedMediaType => "bad_content_type",
             ApiError::UsernameTaken => "username_taken",
-            ApiError::BadCredentials => "bad_credentials",
+            ApiError::BadCredentials | ApiError::WrongPassword => "bad_credentials",
             ApiError::Forbidden => "denied",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UpstreamUnavailable => "upstream_unavailable",
@@ -147,7 +151,7 @@ impl ApiError {
         let headers = response.headers_mut();
         match &self {
             // RFC 6750 §3.1: no error code when the request carried no credentials at all.
-            ApiError::MissingAuthHeader | ApiError::BadCredentials => {
+            ApiError::MissingAuthHeader | ApiError::BadCredentials | ApiError::WrongPassword => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"authgate\""),

@@ -317,3 +317,120 @@ async fn the_auth_prefix_moves_the_endpoints() {
     );
     gate.stop().await;
 }
+
+#[tokio::test]
+async fn logout_all_revokes_every_session_of_the_user_and_no_one_elses() {
+    let s = Setup::new().await;
+    let addr = s.addr();
+    let (phone, phone_refresh) = s.login("gina").await;
+    let (laptop, _) = s.login("gina").await;
+    let (other_user, _) = s.login("hank").await;
+
+    let r = post_with_token(addr, "/logout-all", &laptop).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json()["sessions_revoked"], 2);
+    for token in [&phone, &laptop] {
+        assert_eq!(
+            get_with_token(addr, "/api/x", token).await.msg(),
+            "Token has been revoked"
+        );
+    }
+    assert_eq!(
+        post_with_token(addr, "/refresh", &phone_refresh)
+            .await
+            .msg(),
+        "Token has been revoked"
+    );
+    assert_eq!(
+        get_with_token(addr, "/api/x", &other_user).await.status,
+        StatusCode::OK
+    );
+    // Logging in again, even within the same second, gives a working session.
+    let (fresh, _) = s.login("gina").await;
+    assert_eq!(
+        get_with_token(addr, "/api/x", &fresh).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post_with_token(addr, "/logout-all", &phone_refresh)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn changing_the_password_revokes_every_other_session() {
+    let s = Setup::new().await;
+    let addr = s.addr();
+    let (here, _) = s.login("ivy").await;
+    let (elsewhere, _) = s.login("ivy").await;
+    let auth = format!("Bearer {here}");
+    let change = |old: &str, new: &str| json!({"old_password": old, "new_password": new});
+
+    let r = post_json(
+        addr,
+        "/password",
+        &change("not it", "a brand new password"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.msg().as_str()),
+        (StatusCode::UNAUTHORIZED, "Wrong password")
+    );
+    let r = post_json(
+        addr,
+        "/password",
+        &change("a perfectly fine password", "short"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.msg().as_str()),
+        (StatusCode::BAD_REQUEST, "Password must be at least 8 bytes")
+    );
+    assert_eq!(
+        get_with_token(addr, "/api/x", &elsewhere).await.status,
+        StatusCode::OK,
+        "failed changes revoke nothing"
+    );
+
+    let r = post_json(
+        addr,
+        "/password",
+        &change("a perfectly fine password", "a brand new password"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["sessions_revoked"].clone()),
+        (StatusCode::OK, json!(1))
+    );
+    assert_eq!(
+        get_with_token(addr, "/api/x", &here).await.status,
+        StatusCode::OK,
+        "this session stays"
+    );
+    assert_eq!(
+        get_with_token(addr, "/api/x", &elsewhere).await.msg(),
+        "Token has been revoked"
+    );
+
+    let old = post_json(
+        addr,
+        "/login",
+        &json!({"username": "ivy", "password": "a perfectly fine password"}),
+        &[],
+    )
+    .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let new = post_json(
+        addr,
+        "/login",
+        &json!({"username": "ivy", "password": "a brand new password"}),
+        &[],
+    )
+    .await;
+    assert_eq!(new.status, StatusCode::OK);
+}

@@ -14,6 +14,7 @@ CREATE TABLE sessions (
     refresh_jti TEXT NOT NULL,
     expires_at  BIGINT NOT NULL
 );
+CREATE INDEX sessions_user_id ON sessions (user_id);
 
 -- Revoked sessions and tokens, kept until the last token they cover would have expired.
 -- `updated_ms` (the database's clock) lets replicas catch up on what changed since they last looked.

@@ -116,6 +116,22 @@ impl Store {
         on_backend!(self, s => s.find_user(username_key).await)
     }
 
+    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        on_backend!(self, s => s.find_user_by_id(id).await)
+    }
+
+    /// Revokes every live session of a user but `keep_sid`, durably and in one transaction, after
+    /// setting a new password hash if one is given. Returns the revocations as stored.
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep_sid: Option<&str>,
+        new_password_hash: Option<&str>,
+        now: u64,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        on_backend!(self, s => s.revoke_user_sessions(user_id, keep_sid, new_password_hash, now).await)
+    }
+
     pub async fn create_session(
         &self,
         sid: &str,

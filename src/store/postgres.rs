@@ -142,6 +142,55 @@ impl PgStore {
         Ok(revocation)
     }
 
+    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| User {
+            id: r.get(0),
+            username: r.get(1),
+            password_hash: r.get(2),
+        }))
+    }
+
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep_sid: Option<&str>,
+        new_password_hash: Option<&str>,
+        now: u64,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(hash) = new_password_hash {
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(hash)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let sessions: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT sid, expires_at FROM sessions WHERE user_id = $1 AND expires_at > $2 AND sid <> $3",
+        )
+        .bind(user_id)
+        .bind(now as i64)
+        .bind(keep_sid.unwrap_or(""))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut revoked = Vec::with_capacity(sessions.len());
+        for (sid, expires_at) in sessions {
+            let revocation = Revocation {
+                kind: RevocationKind::Session,
+                key: sid,
+                expires_at: expires_at.max(0) as u64,
+            };
+            insert_revocation(&mut tx, &revocation).await?;
+            revoked.push(revocation);
+        }
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
     pub async fn revocations_since(
         &self,
         since_ms: i64,
