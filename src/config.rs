@@ -97,6 +97,9 @@ pub struct RawTokens {
     pub secret: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub secret_env: Option<String>,
+    /// Several signing keys, for rotation: the first signs new tokens, all verify.
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
     #[serde(default = "default_algorithm")]
     pub algorithm: String,
     #[serde(default = "default_access_ttl")]
@@ -107,6 +110,17 @@ pub struct RawTokens {
     pub issuer: String,
     #[serde(default = "default_leeway")]
     pub leeway: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// Written into the header of tokens this key signs; at most one key may have none (it then
+    /// verifies tokens that carry no `kid`, such as those signed before keys were listed).
+    pub kid: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
 }
 
 fn default_algorithm() -> String {
@@ -313,9 +327,17 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
 }
 
+/// One HMAC signing key.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: Option<String>,
+    pub secret: Vec<u8>,
+}
+
 #[derive(Clone)]
 pub struct TokenConfig {
-    pub secret: Vec<u8>,
+    /// The first signs; every one verifies tokens whose `kid` names it.
+    pub keys: Vec<SigningKey>,
     pub algorithm: jsonwebtoken::Algorithm,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
@@ -327,7 +349,14 @@ impl std::fmt::Debug for TokenConfig {
     /// Never prints the secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenConfig")
-            .field("secret", &"<redacted>")
+            .field(
+                "keys",
+                &self
+                    .keys
+                    .iter()
+                    .map(|k| k.kid.as_deref().unwrap_or("-"))
+                    .collect::<Vec<_>>(),
+            )
             .field("algorithm", &self.algorithm)
             .field("access_ttl", &self.access_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
@@ -527,8 +556,8 @@ impl Config {
                 jsonwebtoken::Algorithm::HS256
             }
         };
-        let secret = match load_secret(&raw.tokens).and_then(|s| check_secret(s, algorithm)) {
-            Ok(s) => s,
+        let keys = match load_keys(&raw.tokens, algorithm) {
+            Ok(keys) => keys,
             Err(p) => {
                 problems.push(p);
                 Vec::new()
@@ -596,7 +625,7 @@ impl Config {
                 pool_idle_timeout,
             },
             tokens: TokenConfig {
-                secret,
+                keys,
                 algorithm,
                 access_ttl,
                 refresh_ttl,
@@ -681,37 +710,89 @@ fn parse_upstream(url: &str) -> Result<http::Uri, String> {
 const SECRET_HELP: &str = "generate one with `openssl rand -base64 48` (or `head -c 48 /dev/urandom | base64`) \
 and put it in tokens.secret_env (an environment variable's name), tokens.secret_file, or tokens.secret";
 
-fn load_secret(tokens: &RawTokens) -> Result<Vec<u8>, String> {
+/// The signing keys: the single `secret*` of `[tokens]`, or the `[[tokens.keys]]` list.
+fn load_keys(
+    tokens: &RawTokens,
+    algorithm: jsonwebtoken::Algorithm,
+) -> Result<Vec<SigningKey>, String> {
+    let inline =
+        tokens.secret.is_some() || tokens.secret_file.is_some() || tokens.secret_env.is_some();
+    if tokens.keys.is_empty() {
+        let secret = load_secret(
+            "tokens",
+            &tokens.secret,
+            &tokens.secret_file,
+            &tokens.secret_env,
+        )?;
+        return Ok(vec![SigningKey {
+            kid: None,
+            secret: check_secret("tokens", secret, algorithm)?,
+        }]);
+    }
+    if inline {
+        return Err(
+            "tokens: use either secret/secret_file/secret_env or [[tokens.keys]], not both".into(),
+        );
+    }
+    let mut keys: Vec<SigningKey> = Vec::new();
+    for (i, key) in tokens.keys.iter().enumerate() {
+        let label = format!("tokens.keys[{i}]");
+        let secret = load_secret(&label, &key.secret, &key.secret_file, &key.secret_env)?;
+        if keys.iter().any(|k| k.kid == key.kid) {
+            return Err(match &key.kid {
+                Some(kid) => format!("{label}: kid {kid:?} is used twice"),
+                None => format!("{label}: only one key may have no kid"),
+            });
+        }
+        if key.kid.as_deref() == Some("") {
+            return Err(format!(
+                "{label}: kid must not be empty (leave it out instead)"
+            ));
+        }
+        keys.push(SigningKey {
+            kid: key.kid.clone(),
+            secret: check_secret(&label, secret, algorithm)?,
+        });
+    }
+    Ok(keys)
+}
+
+fn load_secret(
+    label: &str,
+    secret: &Option<String>,
+    secret_file: &Option<PathBuf>,
+    secret_env: &Option<String>,
+) -> Result<Vec<u8>, String> {
     let given = [
-        tokens.secret.is_some(),
-        tokens.secret_file.is_some(),
-        tokens.secret_env.is_some(),
+        secret.is_some(),
+        secret_file.is_some(),
+        secret_env.is_some(),
     ]
     .iter()
     .filter(|&&b| b)
     .count();
     if given != 1 {
         return Err(format!(
-            "tokens: set exactly one of secret, secret_file, secret_env (found {given}); {SECRET_HELP}"
+            "{label}: set exactly one of secret, secret_file, secret_env (found {given}); {SECRET_HELP}"
         ));
     }
-    if let Some(s) = &tokens.secret {
+    if let Some(s) = secret {
         return Ok(s.as_bytes().to_vec());
     }
-    if let Some(file) = &tokens.secret_file {
+    if let Some(file) = secret_file {
         let text = std::fs::read(file).map_err(|e| {
             format!(
-                "tokens.secret_file: cannot read {}: {e}; {SECRET_HELP}",
+                "{label}.secret_file: cannot read {}: {e}; {SECRET_HELP}",
                 file.display()
             )
         })?;
         return Ok(trim_ascii_end(text));
     }
-    let var = tokens.secret_env.as_deref().unwrap_or_default();
+    let var = secret_env.as_deref().unwrap_or_default();
     match std::env::var(var) {
         Ok(v) => Ok(v.into_bytes()),
         Err(_) => Err(format!(
-            "tokens.secret_env: environment variable {var} is not set; {SECRET_HELP}"
+            "{label}.secret_env: environment variable {var} is not set; {SECRET_HELP}"
         )),
     }
 }
@@ -724,7 +805,11 @@ fn trim_ascii_end(mut bytes: Vec<u8>) -> Vec<u8> {
 }
 
 /// An HMAC key must be at least as long as the hash output (RFC 7518 §3.2) and not trivially repetitive.
-fn check_secret(secret: Vec<u8>, algorithm: jsonwebtoken::Algorithm) -> Result<Vec<u8>, String> {
+fn check_secret(
+    label: &str,
+    secret: Vec<u8>,
+    algorithm: jsonwebtoken::Algorithm,
+) -> Result<Vec<u8>, String> {
     let min = match algorithm {
         jsonwebtoken::Algorithm::HS384 => 48,
         jsonwebtoken::Algorithm::HS512 => 64,
@@ -732,7 +817,7 @@ fn check_secret(secret: Vec<u8>, algorithm: jsonwebtoken::Algorithm) -> Result<V
     };
     if secret.len() < min {
         return Err(format!(
-            "tokens: the signing secret is too weak: {:?} needs at least {min} bytes, this one has {}; {SECRET_HELP}",
+            "{label}: the signing secret is too weak: {:?} needs at least {min} bytes, this one has {}; {SECRET_HELP}",
             algorithm,
             secret.len()
         ));
@@ -741,7 +826,7 @@ fn check_secret(secret: Vec<u8>, algorithm: jsonwebtoken::Algorithm) -> Result<V
     secret.iter().for_each(|&b| seen[b as usize] = true);
     if seen.iter().filter(|&&s| s).count() < 8 {
         return Err(format!(
-            "tokens: the signing secret is too weak: it repeats fewer than 8 distinct characters; {SECRET_HELP}"
+            "{label}: the signing secret is too weak: it repeats fewer than 8 distinct characters; {SECRET_HELP}"
         ));
     }
     Ok(secret)
@@ -860,8 +945,50 @@ access = "open"
         );
         let c = Config::parse(&text).unwrap();
         assert_eq!(
-            c.tokens.secret,
+            c.tokens.keys[0].secret,
             b"file-secret-0123456789-abcdefghijklmnopqrstuv"
+        );
+    }
+
+    #[test]
+    fn signing_keys_can_be_listed_for_rotation() {
+        let keys = r#"
+[[tokens.keys]]
+kid = "new"
+secret = "new-secret-0123456789-abcdefghijklmnopqrstuv"
+[[tokens.keys]]
+secret = "old-secret-0123456789-abcdefghijklmnopqrstuv"
+"#;
+        let text = GOOD
+            .replace(
+                "secret = \"0123456789abcdefghijklmnopqrstuvwxyzABCDEF\"\n",
+                "",
+            )
+            .replace("[[routes]]", &format!("{keys}[[routes]]"));
+        let c = Config::parse(&text).unwrap();
+        let kids: Vec<_> = c.tokens.keys.iter().map(|k| k.kid.clone()).collect();
+        assert_eq!(kids, [Some("new".to_string()), None]);
+
+        let both = GOOD.replace("[[routes]]", &format!("{keys}[[routes]]"));
+        assert!(
+            Config::parse(&both)
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+        let twice = text.replace("kid = \"new\"\n", "");
+        assert!(
+            Config::parse(&twice)
+                .unwrap_err()
+                .to_string()
+                .contains("only one key may have no kid")
+        );
+        let weak = text.replace("new-secret-0123456789-abcdefghijklmnopqrstuv", "weak");
+        assert!(
+            Config::parse(&weak)
+                .unwrap_err()
+                .to_string()
+                .contains("tokens.keys[0]: the signing secret is too weak")
         );
     }
 

@@ -52,8 +52,10 @@ pub fn unix_now() -> u64 {
 
 pub struct TokenService {
     header: Header,
+    /// The first configured key, which signs every new token.
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Every configured key by `kid`; a token is verified only with the key its header names.
+    decoding: Vec<(Option<String>, DecodingKey)>,
     validation: Validation,
     access_ttl: u64,
     refresh_ttl: u64,
@@ -70,10 +72,17 @@ impl TokenService {
         validation.validate_nbf = true;
         validation.validate_aud = false;
         validation.leeway = config.leeway.as_secs();
+        let signing = &config.keys[0];
+        let mut header = Header::new(config.algorithm);
+        header.kid = signing.kid.clone();
         TokenService {
-            header: Header::new(config.algorithm),
-            encoding: EncodingKey::from_secret(&config.secret),
-            decoding: DecodingKey::from_secret(&config.secret),
+            header,
+            encoding: EncodingKey::from_secret(&signing.secret),
+            decoding: config
+                .keys
+                .iter()
+                .map(|k| (k.kid.clone(), DecodingKey::from_secret(&k.secret)))
+                .collect(),
             validation,
             access_ttl: config.access_ttl.as_secs(),
             refresh_ttl: config.refresh_ttl.as_secs(),
@@ -118,8 +127,9 @@ impl TokenService {
     /// Checks signature, algorithm, issuer, `nbf` and `exp` (a token whose `exp` is now is expired).
     /// Revocation is checked by the caller, after this.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
+        let key = self.key_for(token)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
+            match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 ErrorKind::InvalidSignature => TokenError::BadSignature,
                 ErrorKind::ImmatureSignature => {
@@ -139,12 +149,36 @@ impl TokenService {
                 | ErrorKind::InvalidClaimFormat(_)
                 | ErrorKind::Json(_) => TokenError::Invalid("Invalid token claims"),
                 _ => TokenError::Invalid("Invalid token"),
-            })?;
+            }
+        })?;
         let claims = data.claims;
         if claims.exp.saturating_add(self.leeway) <= now {
             return Err(TokenError::Expired);
         }
         Ok(claims)
+    }
+
+    /// The key that must have signed `token`: with one key, that key (the header is not even read);
+    /// with several, the one its `kid` names. The `kid` is only ever compared with configured
+    /// names, never used to find a key anywhere else.
+    fn key_for(&self, token: &str) -> Result<&DecodingKey, TokenError> {
+        if let [(_, only)] = self.decoding.as_slice() {
+            return Ok(only);
+        }
+        let kid = match jsonwebtoken::decode_header(token) {
+            Ok(header) => header.kid,
+            Err(_) if !self.header_names_our_algorithm(token) => {
+                return Err(TokenError::Invalid(
+                    "The specified alg value is not allowed",
+                ));
+            }
+            Err(_) => return Err(TokenError::Invalid("Invalid token")),
+        };
+        self.decoding
+            .iter()
+            .find(|(k, _)| *k == kid)
+            .map(|(_, key)| key)
+            .ok_or(TokenError::Invalid("Unknown signing key"))
     }
 
     /// Whether the token's header is JSON whose `alg` is the configured algorithm. Only used to word
@@ -181,6 +215,7 @@ impl TokenService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SigningKey;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
@@ -188,7 +223,10 @@ mod tests {
 
     fn service(leeway: u64) -> TokenService {
         TokenService::new(&TokenConfig {
-            secret: SECRET.to_vec(),
+            keys: vec![SigningKey {
+                kid: None,
+                secret: SECRET.to_vec(),
+            }],
             algorithm: jsonwebtoken::Algorithm::HS256,
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(86400),
@@ -325,6 +363,93 @@ mod tests {
         assert_eq!(s.verify(&tampered, now), Err(TokenError::BadSignature));
         for junk in ["", "abc", "a.b", "a.b.c.d", "!!!.???.***"] {
             assert!(s.verify(junk, now).is_err(), "{junk}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod key_rotation_tests {
+    use super::*;
+    use crate::config::SigningKey;
+
+    fn key(kid: Option<&str>, secret: &str) -> SigningKey {
+        SigningKey {
+            kid: kid.map(str::to_string),
+            secret: secret.as_bytes().to_vec(),
+        }
+    }
+
+    fn service(keys: Vec<SigningKey>) -> TokenService {
+        TokenService::new(&TokenConfig {
+            keys,
+            algorithm: jsonwebtoken::Algorithm::HS256,
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(86400),
+            issuer: "authgate".into(),
+            leeway: Duration::ZERO,
+        })
+    }
+
+    const OLD: &str = "the-old-secret-0123456789-abcdefghijklmnop";
+    const NEW: &str = "the-new-secret-0123456789-abcdefghijklmnop";
+    const SUBJECT: Subject<'static> = Subject {
+        user_id: "u",
+        username: "a",
+        sid: "s",
+    };
+
+    #[test]
+    fn old_keys_verify_until_removed_and_the_first_key_signs() {
+        let now = unix_now();
+        let before = service(vec![key(None, OLD)]);
+        let (old_token, _) = before.issue(&SUBJECT, TokenKind::Access, false, now);
+
+        let rotating = service(vec![key(Some("2026-11"), NEW), key(None, OLD)]);
+        assert!(
+            rotating.verify(&old_token, now).is_ok(),
+            "tokens from before the rotation still verify"
+        );
+        let (new_token, _) = rotating.issue(&SUBJECT, TokenKind::Access, false, now);
+        assert_eq!(
+            jsonwebtoken::decode_header(&new_token)
+                .unwrap()
+                .kid
+                .as_deref(),
+            Some("2026-11")
+        );
+        assert!(rotating.verify(&new_token, now).is_ok());
+
+        let rotated = service(vec![key(Some("2026-11"), NEW)]);
+        assert_eq!(
+            rotated.verify(&old_token, now),
+            Err(TokenError::BadSignature),
+            "the old key is gone"
+        );
+        assert!(rotated.verify(&new_token, now).is_ok());
+    }
+
+    #[test]
+    fn a_kid_selects_only_a_configured_key() {
+        let now = unix_now();
+        let keys = service(vec![key(Some("a"), NEW), key(Some("b"), OLD)]);
+        // Signed with key b's secret but claiming to be key a: a's key refuses it.
+        let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some("a".into());
+        let (_, claims) = keys.issue(&SUBJECT, TokenKind::Access, false, now);
+        let forged =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(OLD.as_bytes()))
+                .unwrap();
+        assert_eq!(keys.verify(&forged, now), Err(TokenError::BadSignature));
+        for kid in ["c", "../../etc/passwd", "http://evil.example/key"] {
+            header.kid = Some(kid.into());
+            let token =
+                jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(NEW.as_bytes()))
+                    .unwrap();
+            assert_eq!(
+                keys.verify(&token, now),
+                Err(TokenError::Invalid("Unknown signing key")),
+                "{kid}"
+            );
         }
     }
 }

@@ -434,3 +434,53 @@ async fn changing_the_password_revokes_every_other_session() {
     .await;
     assert_eq!(new.status, StatusCode::OK);
 }
+
+/// The secret is rotated without logging anyone out: list the new key first, keep the old one
+/// until the tokens it signed have expired, then remove it.
+#[tokio::test]
+async fn signing_keys_rotate_without_logging_anyone_out() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let single = config_text(&upstream.url(), &dir.path().join("k.db"), "");
+    let new_key = "a-brand-new-signing-secret-0123456789-abcdefgh";
+    let keys = |with_old: bool| {
+        let old = if with_old {
+            format!("[[tokens.keys]]\nsecret = \"{SECRET}\"\n")
+        } else {
+            String::new()
+        };
+        single.replace(
+            &format!("secret = \"{SECRET}\"\n"),
+            &format!("[[tokens.keys]]\nkid = \"2026-11\"\nsecret = \"{new_key}\"\n{old}"),
+        )
+    };
+
+    let gate = Gate::start(&single).await;
+    let (before, _) = Setup::login_at(gate.addr, "jo").await;
+    gate.stop().await;
+
+    let gate = Gate::start(&keys(true)).await;
+    assert_eq!(
+        get_with_token(gate.addr, "/api/x", &before).await.status,
+        StatusCode::OK,
+        "old tokens still verify"
+    );
+    let (after, _) = Setup::login_at(gate.addr, "jo").await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&after).unwrap().kid.as_deref(),
+        Some("2026-11")
+    );
+    gate.stop().await;
+
+    let gate = Gate::start(&keys(false)).await;
+    assert_eq!(
+        get_with_token(gate.addr, "/api/x", &after).await.status,
+        StatusCode::OK
+    );
+    let r = get_with_token(gate.addr, "/api/x", &before).await;
+    assert_eq!(
+        (r.status, r.msg().as_str()),
+        (StatusCode::UNAUTHORIZED, "Signature verification failed")
+    );
+    gate.stop().await;
+}
