@@ -44,6 +44,8 @@ pub struct RawServer {
     pub body_read_timeout: String,
     /// Connections served at once; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// All request headers together, in bytes; more gets 431.
+    pub max_header_bytes: usize,
     pub max_authorization_header: usize,
     pub max_auth_body: usize,
     pub health_path: String,
@@ -60,6 +62,7 @@ impl Default for RawServer {
             header_read_timeout: "10s".into(),
             body_read_timeout: "10s".into(),
             max_connections: 10_000,
+            max_header_bytes: 32 * 1024,
             max_authorization_header: 8 * 1024,
             max_auth_body: 64 * 1024,
             health_path: "/healthz".into(),
@@ -266,6 +269,7 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub max_connections: usize,
+    pub max_header_bytes: usize,
     pub max_authorization_header: usize,
     pub max_auth_body: usize,
     pub upstream: UpstreamConfig,
@@ -533,6 +537,12 @@ impl Config {
         if raw.server.max_authorization_header < 256 {
             problems.push("server.max_authorization_header must be at least 256 bytes".into());
         }
+        if raw.server.max_header_bytes < raw.server.max_authorization_header + 1024 {
+            problems.push(
+                "server.max_header_bytes must exceed max_authorization_header by at least 1024"
+                    .into(),
+            );
+        }
         if raw.server.max_connections == 0 {
             problems.push("server.max_connections must be at least 1".into());
         }
@@ -616,6 +626,7 @@ impl Config {
             header_read_timeout,
             body_read_timeout,
             max_connections: raw.server.max_connections,
+            max_header_bytes: raw.server.max_header_bytes,
             max_authorization_header: raw.server.max_authorization_header,
             max_auth_body: raw.server.max_auth_body,
             upstream: UpstreamConfig {

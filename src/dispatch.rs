@@ -70,6 +70,26 @@ pub fn classify(config: &Config, method: &Method, uri: &Uri) -> Result<Class, Ap
     })
 }
 
+/// Refuses what hyper lets through but a proxy must not: headers too large in total, and more than
+/// one `Host` or none on HTTP/1.1 (RFC 9112 §3.2). (Framing is hyper's: with both
+/// `Content-Length` and `Transfer-Encoding` it reads the chunked body, drops the length and closes
+/// the connection afterwards, as RFC 9112 §6.1 asks; and authgate re-frames what it forwards.)
+pub fn vet_message<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(), ApiError> {
+    let headers = request.headers();
+    let total: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if total > max_header_bytes {
+        return Err(ApiError::HeadersTooLarge);
+    }
+    let hosts = headers.get_all(http::header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && request.version() == http::Version::HTTP_11) {
+        return Err(ApiError::BadHost);
+    }
+    Ok(())
+}
+
 /// What a request's log line says besides method, status and latency. Only the normalised path is
 /// logged: the raw target and the query may carry anything, tokens included.
 #[derive(Default)]
@@ -112,6 +132,7 @@ async fn process(
     client: SocketAddr,
     log: &mut LogFields,
 ) -> Result<(&'static str, Response<Body>), ApiError> {
+    vet_message(&request, gate.config.max_header_bytes)?;
     match classify(&gate.config, request.method(), request.uri())? {
         Class::Health => {
             log.path = gate.config.health_path.clone();

@@ -41,6 +41,10 @@ pub enum ApiError {
     AuthHeaderTooLarge,
     Token(TokenError),
     BadPath(PathError),
+    /// The request's headers add up to more than the limit.
+    HeadersTooLarge,
+    /// No Host on HTTP/1.1, or more than one.
+    BadHost,
     BadRequest(String),
     BodyTooLarge,
     /// The body did not arrive within its deadline.
@@ -72,7 +76,10 @@ impl ApiError {
             | ApiError::Token(_)
             | ApiError::BadCredentials
             | ApiError::WrongPassword => StatusCode::UNAUTHORIZED,
-            ApiError::AuthHeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::AuthHeaderTooLarge | ApiError::HeadersTooLarge => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            ApiError::BadHost => StatusCode::BAD_REQUEST,
             ApiError::BadPath(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -97,6 +104,8 @@ impl ApiError {
             }
             ApiError::BadAuthHeader => "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'".into(),
             ApiError::AuthHeaderTooLarge => "Authorization header is too large".into(),
+            ApiError::HeadersTooLarge => "Request headers are too large".into(),
+            ApiError::BadHost => "A request needs exactly one Host header".into(),
             ApiError::Token(e) => e.message().into(),
             ApiError::BadPath(e) => e.to_string(),
             ApiError::BadRequest(msg) => msg.clone(),
@@ -123,7 +132,8 @@ impl ApiError {
             ApiError::MissingAuthHeader | ApiError::MissingBearer | ApiError::BadAuthHeader => {
                 "no_token"
             }
-            ApiError::AuthHeaderTooLarge => "header_too_large",
+            ApiError::AuthHeaderTooLarge | ApiError::HeadersTooLarge => "header_too_large",
+            ApiError::BadHost => "bad_host",
             ApiError::Token(TokenError::Expired) => "token_expired",
             ApiError::Token(TokenError::Revoked) => "token_revoked",
             ApiError::Token(_) => "token_invalid",

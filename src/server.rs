@@ -22,7 +22,8 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
         // Without a timer hyper ignores header_read_timeout.
         .timer(TokioTimer::new())
         .header_read_timeout(gate.config.header_read_timeout)
-        .max_buf_size(64 * 1024 + gate.config.max_authorization_header);
+        // Headers past max_header_bytes are refused in dispatch; this bounds what is read first.
+        .max_buf_size(2 * gate.config.max_header_bytes.max(8192));
     builder.http2().timer(TokioTimer::new());
 
     let gate_grace = gate.config.shutdown_grace;
