@@ -150,6 +150,17 @@ mod tests {
         );
     }
 
+    /// An unknown user costs one full argon2id verification with the configured parameters, the
+    /// same work as a wrong password, so response time does not tell the two apart.
+    #[tokio::test]
+    async fn the_dummy_hash_costs_what_a_real_one_costs() {
+        let p = cheap();
+        let real = p.hash("any password".into()).await.unwrap();
+        let params = |h: &str| h.split('$').nth(3).unwrap().to_string();
+        assert_eq!(params(&p.dummy_hash), params(&real));
+        assert_eq!(params(&real), "m=1024,t=1,p=1");
+    }
+
     #[test]
     fn the_line_has_a_length() {
         let count = AtomicUsize::new(0);
