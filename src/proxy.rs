@@ -59,11 +59,21 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether `name` is `key` once its letters are lower-cased and its `_` read as `-`; compares
+/// in place, since it runs for every header of every request.
+fn same_header(name: &str, key: &str) -> bool {
+    name.len() == key.len()
+        && name.bytes().zip(key.bytes()).all(|(n, k)| {
+            let n = if n == b'_' { b'-' } else { n.to_ascii_lowercase() };
+            n == k
+        })
+}
+
 /// Removes every header whose `header_key` is in `owned`, whatever its case or separators.
 pub fn remove_owned(headers: &mut HeaderMap, owned: &[String]) {
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| owned.contains(&header_key(name.as_str())))
+        .filter(|name| owned.iter().any(|key| same_header(name.as_str(), key)))
         .cloned()
         .collect();
     for name in doomed {
