@@ -119,6 +119,9 @@ pub fn normalise_path(path: &str) -> Result<String, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotOriginForm);
     }
+    if is_already_normal(path) {
+        return Ok(path.to_string());
+    }
     let mut segments: Vec<String> = Vec::new();
     let mut trailing_slash = false;
     for raw in path[1..].split('/') {
@@ -145,6 +148,23 @@ pub fn normalise_path(path: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// The common case, checked in one pass: plain characters only, no empty segment but a trailing
+/// one, no `.` or `..` segment. Such a path is its own normal form.
+fn is_already_normal(path: &str) -> bool {
+    let rest = &path[1..];
+    let plain = rest
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b'\\' | b';'));
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last) || segment == "." || segment == ".." {
+            return false;
+        }
+    }
+    plain
 }
 
 /// One `[[routes]]` entry: a glob on the normalised path, optional methods, and the access it grants.
@@ -199,14 +219,14 @@ impl RouteRule {
         })
     }
 
-    fn matches(&self, method: &str, path: &str, case_insensitive: bool) -> bool {
+    /// `parts`: the normalised path's segments, split once for the whole table.
+    fn matches(&self, method: &str, parts: &[&str], case_insensitive: bool) -> bool {
         if let Some(methods) = &self.methods {
             if !methods.iter().any(|m| m == method) {
                 return false;
             }
         }
-        let parts: Vec<&str> = path[1..].split('/').collect();
-        glob_match(&self.segments, &parts, case_insensitive)
+        glob_match(&self.segments, parts, case_insensitive)
     }
 }
 
@@ -268,8 +288,10 @@ impl RouteTable {
 
     /// Decides on a path that `normalise_path` produced.
     pub fn decide(&self, method: &str, normalised_path: &str) -> Decision {
+        // Paths rarely have more than a handful of segments: no allocation on the hot path.
+        let parts: smallvec::SmallVec<[&str; 16]> = normalised_path[1..].split('/').collect();
         for (i, rule) in self.rules.iter().enumerate() {
-            if rule.matches(method, normalised_path, self.case_insensitive) {
+            if rule.matches(method, &parts, self.case_insensitive) {
                 return Decision {
                     rule: Some(i),
                     access: rule.access,

@@ -1,0 +1,139 @@
+//! The work authgate adds to every proxied request, piece by piece: verifying an access token
+//! (signature, claims, revocation lookup among many revoked sessions), matching a realistic rule
+//! set, and rewriting the headers.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use authgate::config::{SigningKey, TokenConfig};
+use authgate::proxy::{remove_hop_by_hop, remove_owned};
+use authgate::revocation::{Revocation, RevocationCache, RevocationKind};
+use authgate::routes::{Access, RouteRule, RouteTable, normalise_path};
+use authgate::token::{Subject, TokenKind, TokenService, unix_now};
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+fn tokens() -> TokenService {
+    TokenService::new(&TokenConfig {
+        keys: vec![SigningKey {
+            kid: None,
+            secret: b"benchmark-secret-0123456789-abcdefghijklmnop".to_vec(),
+        }],
+        algorithm: jsonwebtoken::Algorithm::HS256,
+        access_ttl: Duration::from_secs(900),
+        refresh_ttl: Duration::from_secs(86400),
+        issuer: "authgate".into(),
+        leeway: Duration::ZERO,
+    })
+}
+
+fn verify(c: &mut Criterion) {
+    let service = tokens();
+    let now = unix_now();
+    let subject = Subject {
+        user_id: "6f1c2d9e-8a47-4b5e-9c1d-2f3a4b5c6d7e",
+        username: "alice",
+        sid: "0b9e8d7c-6a5f-4e3d-2c1b-0a9f8e7d6c5b",
+    };
+    let (token, _) = service.issue(&subject, TokenKind::Access, true, now);
+    let revocations = RevocationCache::default();
+    for i in 0..100_000u32 {
+        revocations.insert(Revocation {
+            kind: RevocationKind::Session,
+            key: format!("revoked-session-{i}"),
+            expires_at: now + 3600,
+        });
+    }
+    c.bench_function(
+        "verify access token + revocation lookup (100k revoked)",
+        |b| {
+            b.iter(|| {
+                let claims = service
+                    .verify_kind(black_box(&token), TokenKind::Access, now)
+                    .unwrap();
+                assert!(!revocations.is_revoked(&claims));
+                claims
+            })
+        },
+    );
+}
+
+fn routes(c: &mut Criterion) {
+    let rule = |p: &str, m: Option<&[&str]>, a| {
+        RouteRule::new(p, m.map(|m| m.iter().map(|s| s.to_string()).collect()), a).unwrap()
+    };
+    let table = RouteTable::new(
+        vec![
+            rule("/healthcheck", None, Access::Public),
+            rule("/static/**", Some(&["GET", "HEAD"]), Access::Public),
+            rule("/assets/*.css", None, Access::Public),
+            rule("/assets/*.js", None, Access::Public),
+            rule("/favicon.ico", None, Access::Public),
+            rule("/public/**", Some(&["GET"]), Access::Public),
+            rule("/docs/**", None, Access::Public),
+            rule("/internal/**", None, Access::Deny),
+            rule("/admin/**", None, Access::Deny),
+            rule("/metrics", None, Access::Deny),
+            rule("/api/v1/users/*/avatar", Some(&["GET"]), Access::Public),
+            rule("/api/v1/**", None, Access::Authenticated),
+            rule("/api/v2/**", None, Access::Authenticated),
+            rule("/ws/**", None, Access::Authenticated),
+        ],
+        false,
+    );
+    c.bench_function("normalise + match a 14-rule table", |b| {
+        b.iter(|| {
+            let path = normalise_path(black_box("/api/v2/orders/1234/items")).unwrap();
+            table.decide("GET", &path)
+        })
+    });
+}
+
+fn headers(c: &mut Criterion) {
+    let mut template = HeaderMap::new();
+    for (name, value) in [
+        ("host", "app.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc"),
+        ("cookie", "theme=dark; lang=en"),
+        ("connection", "keep-alive"),
+        ("x-request-id", "7d1f0c2e"),
+        ("x-auth-user-id", "forged"),
+    ] {
+        template.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    let owned: Vec<String> = [
+        "x-auth-user-id",
+        "x-auth-username",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    c.bench_function("rewrite 10 request headers", |b| {
+        b.iter_batched(
+            || template.clone(),
+            |mut headers| {
+                remove_hop_by_hop(&mut headers);
+                remove_owned(&mut headers, &owned);
+                headers
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, verify, routes, headers);
+criterion_main!(benches);
