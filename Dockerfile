@@ -21,8 +21,8 @@ COPY . .
 RUN cargo build --release --locked --bin authgate
 
 FROM debian:bookworm-slim
-# No ca-certificates: authgate makes no TLS connections (plain HTTP to the app beside it, and its
-# PostgreSQL client is built without TLS).
+# No ca-certificates: the app beside authgate is plain HTTP, and the PostgreSQL client's TLS (rustls)
+# carries its own root certificates.
 RUN groupadd --system --gid 10001 authgate \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/authgate \
       --shell /usr/sbin/nologin authgate \

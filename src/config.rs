@@ -507,6 +507,17 @@ impl Config {
         if health_path == ready_path {
             problems.push("server.health_path and server.ready_path must differ".into());
         }
+        for (key, path) in [("health_path", &health_path), ("ready_path", &ready_path)] {
+            let shadowed = crate::endpoints::Endpoint::ALL
+                .iter()
+                .find(|e| format!("{}{}", auth_prefix, e.path()) == *path);
+            if let Some(endpoint) = shadowed {
+                problems.push(format!(
+                    "server.{key} = {path:?} would hide the {} endpoint; choose another path",
+                    endpoint.path()
+                ));
+            }
+        }
 
         let store = store_config(&raw.store, store_connect_timeout).unwrap_or_else(|p| {
             problems.push(p);
@@ -1001,6 +1012,16 @@ secret = "old-secret-0123456789-abcdefghijklmnopqrstuv"
                 .to_string()
                 .contains("tokens.keys[0]: the signing secret is too weak")
         );
+    }
+
+    #[test]
+    fn probe_paths_may_not_hide_auth_endpoints() {
+        let text = GOOD.replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:0\"\nhealth_path = \"/login\"",
+        );
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("would hide the /login endpoint"), "{err}");
     }
 
     #[test]

@@ -138,9 +138,11 @@ async fn login(
     }
     let (username, password) = credentials(gate, request).await?;
     let username_key = accounts::username_key(&username);
+    // Keyed by name here and by id on /password: prefixed, so one can never spend the other's.
+    let throttle_key = format!("name:{username_key}");
     if let Some(throttle) = &gate.login_throttle.per_user {
         throttle
-            .check(&username_key)
+            .check(&throttle_key)
             .map_err(ApiError::TooManyAttempts)?;
     }
     // Over-long input is simply a failed login: the same answer as any other.
@@ -163,7 +165,7 @@ async fn login(
     gate.metrics.login(verified);
     if !verified {
         if let Some(throttle) = &gate.login_throttle.per_user {
-            throttle.charge(&username_key);
+            throttle.charge(&throttle_key);
         }
         return Err(ApiError::BadCredentials);
     }
@@ -310,9 +312,10 @@ async fn change_password(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let claims = authenticate(gate, request.headers(), Some(TokenKind::Access))?;
+    let throttle_key = format!("id:{}", claims.sub);
     if let Some(throttle) = &gate.login_throttle.per_user {
         throttle
-            .check(&claims.sub)
+            .check(&throttle_key)
             .map_err(ApiError::TooManyAttempts)?;
     }
     let body = read_json(
@@ -337,7 +340,7 @@ async fn change_password(
             .map_err(|_| ApiError::Busy)?;
     if !old_ok {
         if let Some(throttle) = &gate.login_throttle.per_user {
-            throttle.charge(&claims.sub);
+            throttle.charge(&throttle_key);
         }
         return Err(ApiError::WrongPassword);
     }

@@ -43,6 +43,33 @@ pub use config::Config;
 use crate::gate::Gate;
 use crate::store::{Store, StoreError};
 
+/// Why authgate could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The store's settings cannot even make a connection pool (a malformed URL, say).
+    Store(StoreError),
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Store(e) => write!(f, "{e}"),
+            StartError::MetricsListen { addr, error } => {
+                write!(
+                    f,
+                    "cannot listen for metrics on {addr} (metrics.listen): {error}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
 /// The sockets authgate serves on: the public one, and optionally one for `/metrics`.
 pub struct Listeners {
     pub main: TcpListener,
@@ -58,12 +85,12 @@ pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), StoreError> {
+) -> Result<(), StartError> {
     let metrics = match config.metrics_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
                 .await
-                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?,
+                .map_err(|error| StartError::MetricsListen { addr, error })?,
         ),
         None => None,
     };
@@ -83,8 +110,8 @@ pub async fn run_with(
     listeners: Listeners,
     config: Config,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), StoreError> {
-    let store = Store::connect(&config.store)?;
+) -> Result<(), StartError> {
+    let store = Store::connect(&config.store).map_err(StartError::Store)?;
     let gate = Arc::new(Gate::new(config, store.clone()));
     let sync = tokio::spawn(revocation_sync::run(gate.clone()));
 

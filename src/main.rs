@@ -88,6 +88,11 @@ fn run(config: authgate::Config, json_logs: bool) -> ExitCode {
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
+                // Fatal start-up errors go to stderr too, where an operator looks first.
+                eprintln!(
+                    "authgate: cannot listen on {} (server.listen): {e}",
+                    config.listen
+                );
                 tracing::error!(addr = %config.listen, error = %e, "cannot listen");
                 return ExitCode::FAILURE;
             }
@@ -95,6 +100,7 @@ fn run(config: authgate::Config, json_logs: bool) -> ExitCode {
         match authgate::run(listener, config, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
+                eprintln!("authgate: {e}");
                 tracing::error!(error = %e, "authgate stopped");
                 ExitCode::FAILURE
             }

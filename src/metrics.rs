@@ -141,7 +141,12 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
-                Err(_) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             },
             () = &mut shutdown => return,
         };

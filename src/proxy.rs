@@ -64,7 +64,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 fn same_header(name: &str, key: &str) -> bool {
     name.len() == key.len()
         && name.bytes().zip(key.bytes()).all(|(n, k)| {
-            let n = if n == b'_' { b'-' } else { n.to_ascii_lowercase() };
+            let n = if n == b'_' {
+                b'-'
+            } else {
+                n.to_ascii_lowercase()
+            };
             n == k
         })
 }

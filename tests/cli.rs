@@ -144,3 +144,29 @@ fn the_kubernetes_example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_metrics_port_in_use_is_named_in_the_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authgate.toml");
+    let example = std::fs::read_to_string(EXAMPLE).unwrap();
+    let text = example
+        .replace(
+            "# listen = \"127.0.0.1:9090\"",
+            &format!("listen = \"{addr}\""),
+        )
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "path = \"data/authgate.db\"",
+            &format!("path = {:?}", dir.path().join("a.db").display().to_string()),
+        );
+    std::fs::write(&path, text).unwrap();
+    let (ok, _, err) = authgate(&["--config", path.to_str().unwrap()], Some(STRONG));
+    assert!(!ok);
+    assert!(
+        err.contains("metrics.listen") || err.contains(&addr.to_string()),
+        "{err}"
+    );
+}

@@ -324,11 +324,20 @@ async fn logout_all_revokes_every_session_of_the_user_and_no_one_elses() {
     let addr = s.addr();
     let (phone, phone_refresh) = s.login("gina").await;
     let (laptop, _) = s.login("gina").await;
+    let (old_tablet, _) = s.login("gina").await;
     let (other_user, _) = s.login("hank").await;
+    assert_eq!(
+        post_with_token(addr, "/logout", &old_tablet).await.status,
+        StatusCode::OK
+    );
 
     let r = post_with_token(addr, "/logout-all", &laptop).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    assert_eq!(r.json()["sessions_revoked"], 2);
+    assert_eq!(
+        r.json()["sessions_revoked"],
+        2,
+        "the tablet was logged out already"
+    );
     for token in [&phone, &laptop] {
         assert_eq!(
             get_with_token(addr, "/api/x", token).await.msg(),

@@ -170,7 +170,8 @@ impl PgStore {
                 .await?;
         }
         let sessions: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT sid, expires_at FROM sessions WHERE user_id = $1 AND expires_at > $2 AND sid <> $3",
+            "SELECT sid, expires_at FROM sessions WHERE user_id = $1 AND expires_at > $2 AND sid <> $3 \
+             AND sid NOT IN (SELECT key FROM revocations WHERE kind = 'session')",
         )
         .bind(user_id)
         .bind(now as i64)

@@ -174,7 +174,8 @@ impl SqliteStore {
                 .await?;
         }
         let sessions: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT sid, expires_at FROM sessions WHERE user_id = ? AND expires_at > ? AND sid <> ?",
+            "SELECT sid, expires_at FROM sessions WHERE user_id = ? AND expires_at > ? AND sid <> ? \
+             AND sid NOT IN (SELECT key FROM revocations WHERE kind = 'session')",
         )
         .bind(user_id)
         .bind(now as i64)
