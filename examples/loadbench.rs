@@ -1,0 +1,612 @@
+//! The load benchmark of BENCHMARKS.md, in one run on one machine:
+//! (a) wrk straight to a fast upstream, (b) through nginx as a plain keep-alive reverse proxy,
+//! (c) through authgate on an authenticated route with a valid token, (d) through authgate on a
+//! public route; then proxied latency while 64 clients hammer /login, memory, and start-up with one
+//! million revocations in the store.
+//!
+//! Run it with `bench/load.sh` (which installs wrk and nginx and builds in release mode). The same
+//! binary, started as `loadbench upstream`, is the fast upstream, so its CPU is counted apart from
+//! the load generator's.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener as StdListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+const SECRET: &str = "loadbench-secret-0123456789-abcdefghijklmnopqrstuv";
+
+struct Settings {
+    duration: u64,
+    connections: u32,
+    threads: u32,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("upstream") {
+        run_upstream();
+        return;
+    }
+    let mut settings = Settings {
+        duration: 10,
+        connections: 32,
+        threads: 2,
+    };
+    let mut it = args.iter().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().and_then(|v| v.parse().ok());
+        match (flag.as_str(), value) {
+            ("--duration", Some(v)) => settings.duration = v,
+            ("--connections", Some(v)) => settings.connections = v as u32,
+            ("--threads", Some(v)) => settings.threads = v as u32,
+            _ => {
+                eprintln!("usage: loadbench [--duration SECONDS] [--connections N] [--threads N]");
+                std::process::exit(2);
+            }
+        }
+    }
+    orchestrate(&settings);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast upstream: "ok" to everything, and the number of connections it accepted at /__connections.
+
+fn run_upstream() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        std::io::stdout().flush().unwrap();
+        let connections = Arc::new(AtomicU64::new(0));
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            connections.fetch_add(1, Ordering::Relaxed);
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let body = if req.uri().path() == "/__connections" {
+                        Bytes::from(connections.load(Ordering::Relaxed).to_string())
+                    } else {
+                        Bytes::from_static(b"ok\n")
+                    };
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and /proc.
+
+/// A child process, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Proc {
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The process and all its descendants (nginx's workers).
+fn family(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
+                    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+                    let ppid: u32 = after
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0);
+                    if ppid == parent && !all.contains(&child) {
+                        all.push(child);
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+/// User + system CPU seconds used so far by `pids` (threads included).
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            (utime + stime) / ticks
+        })
+        .sum()
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A tiny HTTP/1.1 client for set-up calls (register, login, readiness, upstream counters).
+
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+    let body = rest
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn json_field(body: &str, field: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
+    v[field].as_str().unwrap_or_default().to_string()
+}
+
+fn upstream_connections(port: u16) -> u64 {
+    http(port, "GET", "/__connections", &[], "")
+        .1
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrk.
+
+#[derive(Default, Clone)]
+struct Load {
+    requests: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn duration_ms(text: &str) -> f64 {
+    let text = text.trim();
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (text, 1.0)
+    };
+    number.parse::<f64>().unwrap_or(f64::NAN) * factor
+}
+
+fn parse_wrk(output: &str) -> Load {
+    let mut load = Load::default();
+    for line in output.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", v] => load.p50_ms = duration_ms(v),
+            ["99%", v] => load.p99_ms = duration_ms(v),
+            ["Requests/sec:", v] => load.per_second = v.parse().unwrap_or(0.0),
+            [n, "requests", "in", ..] => load.requests = n.parse().unwrap_or(0.0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => {
+                load.errors += n.parse::<u64>().unwrap_or(0)
+            }
+            ["Socket", "errors:", ..] => {
+                load.errors += words
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>()
+            }
+            _ => {}
+        }
+    }
+    load
+}
+
+fn wrk(
+    settings: &Settings,
+    url: &str,
+    headers: &[String],
+    script: Option<&Path>,
+    connections: u32,
+) -> Child {
+    let mut cmd = Command::new("wrk");
+    cmd.arg(format!("-t{}", settings.threads))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", settings.duration))
+        .arg("--latency");
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    if let Some(script) = script {
+        cmd.arg("-s").arg(script);
+    }
+    cmd.arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrk runs (bench/load.sh installs it)")
+}
+
+struct Measured {
+    load: Load,
+    cpu_ms_per_1000: f64,
+    new_upstream_per_1000: f64,
+}
+
+fn measure(
+    settings: &Settings,
+    url: &str,
+    headers: &[String],
+    serving: &[u32],
+    upstream_port: u16,
+) -> Measured {
+    let pids: Vec<u32> = serving.iter().flat_map(|&p| family(p)).collect();
+    let cpu_before = cpu_seconds(&pids);
+    let conns_before = upstream_connections(upstream_port);
+    let out = wrk(settings, url, headers, None, settings.connections)
+        .wait_with_output()
+        .unwrap();
+    let cpu = cpu_seconds(&pids) - cpu_before;
+    // The counter request itself opens one connection.
+    let conns = upstream_connections(upstream_port).saturating_sub(conns_before + 1);
+    let load = parse_wrk(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        load.requests > 0.0,
+        "wrk measured nothing at {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Measured {
+        cpu_ms_per_1000: cpu * 1000.0 / load.requests * 1000.0,
+        new_upstream_per_1000: conns as f64 / load.requests * 1000.0,
+        load,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn start_authgate(binary: &Path, config: &Path) -> Proc {
+    let child = Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the authgate binary starts");
+    Proc { child }
+}
+
+fn wait_ready(port: u16) -> Duration {
+    let start = Instant::now();
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/readyz", &[], "").0 == 200
+        {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "authgate never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn orchestrate(settings: &Settings) {
+    let me = std::env::current_exe().unwrap();
+    let release_dir = me.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let authgate_bin = release_dir.join("authgate");
+    assert!(
+        authgate_bin.exists(),
+        "{} missing: run bench/load.sh",
+        authgate_bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "# authgate load benchmark: wrk -t{} -c{} -d{}s, keep-alive, on {} cores",
+        settings.threads,
+        settings.connections,
+        settings.duration,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // The upstream.
+    let mut upstream_child = Command::new(&me)
+        .arg("upstream")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(upstream_child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let upstream_port: u16 = line.trim().parse().unwrap();
+    let upstream = Proc {
+        child: upstream_child,
+    };
+
+    // nginx, a plain reverse proxy with upstream keep-alive.
+    let nginx_port = free_port();
+    let nginx_conf = dir.path().join("nginx.conf");
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    std::fs::write(
+        &nginx_conf,
+        format!(
+            "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             \x20 upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n\
+             \x20 server {{\n    listen 127.0.0.1:{nginx_port};\n    location / {{\n      proxy_pass http://app;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let nginx = Proc {
+        child: Command::new("nginx")
+            .arg("-c")
+            .arg(&nginx_conf)
+            .arg("-p")
+            .arg(dir.path())
+            .spawn()
+            .expect("nginx runs (bench/load.sh installs it)"),
+    };
+
+    // authgate.
+    let gate_port = free_port();
+    let store = dir.path().join("authgate.db");
+    let config = dir.path().join("authgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{gate_port}\"\n[upstream]\nurl = \"http://127.0.0.1:{upstream_port}\"\n\
+             [tokens]\nsecret = \"{SECRET}\"\n[store]\npath = \"{}\"\n[login_limits]\nper_user = 0\nper_address = 0\n\
+             [[routes]]\npath = \"/public/**\"\naccess = \"public\"\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let gate = start_authgate(&authgate_bin, &config);
+    wait_for_port(nginx_port);
+    wait_ready(gate_port);
+    let creds = r#"{"username":"bench","password":"a perfectly fine password"}"#;
+    let json = [("Content-Type", "application/json")];
+    assert_eq!(http(gate_port, "POST", "/register", &json, creds).0, 201);
+    let (status, body) = http(gate_port, "POST", "/login", &json, creds);
+    assert_eq!(status, 200);
+    let token = json_field(&body, "access_token");
+    let auth = vec![format!("Authorization: Bearer {token}")];
+    let idle_rss = rss_mib(gate.child.id());
+
+    let up = upstream.child.id();
+    println!(
+        "\n| run | requests/s | p50 | p99 | CPU ms / 1000 req | new upstream conns / 1000 req |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let row = |name: &str, m: &Measured| {
+        println!(
+            "| {name} | {:.0} | {:.3} ms | {:.3} ms | {:.1} | {:.3} |{}",
+            m.load.per_second,
+            m.load.p50_ms,
+            m.load.p99_ms,
+            m.cpu_ms_per_1000,
+            m.new_upstream_per_1000,
+            if m.load.errors > 0 {
+                format!(" ({} errors)", m.load.errors)
+            } else {
+                String::new()
+            }
+        )
+    };
+    let a = measure(
+        settings,
+        &format!("http://127.0.0.1:{upstream_port}/api/x"),
+        &[],
+        &[up],
+        upstream_port,
+    );
+    row("(a) direct to the upstream", &a);
+    let b = measure(
+        settings,
+        &format!("http://127.0.0.1:{nginx_port}/api/x"),
+        &[],
+        &[up, nginx.child.id()],
+        upstream_port,
+    );
+    row("(b) nginx, plain reverse proxy", &b);
+    let c = measure(
+        settings,
+        &format!("http://127.0.0.1:{gate_port}/api/x"),
+        &auth,
+        &[up, gate.child.id()],
+        upstream_port,
+    );
+    row("(c) authgate, authenticated route, valid token", &c);
+    let d = measure(
+        settings,
+        &format!("http://127.0.0.1:{gate_port}/public/x"),
+        &[],
+        &[up, gate.child.id()],
+        upstream_port,
+    );
+    row("(d) authgate, public route", &d);
+    println!(
+        "\nratios: c/a requests/s = {:.2}, c/b requests/s = {:.2}, c/b CPU per request = {:.2}; added p99 of (c) over (a) = {:.3} ms",
+        c.load.per_second / a.load.per_second,
+        c.load.per_second / b.load.per_second,
+        c.cpu_ms_per_1000 / b.cpu_ms_per_1000,
+        c.load.p99_ms - a.load.p99_ms
+    );
+    println!(
+        "busy RSS of authgate after the runs: {:.1} MiB (idle after start: {idle_rss:.1} MiB)",
+        rss_mib(gate.child.id())
+    );
+
+    // Login isolation: proxied p99 while 64 clients keep hitting /login.
+    let script = dir.path().join("login.lua");
+    std::fs::write(
+        &script,
+        format!("wrk.method = \"POST\"\nwrk.body = '{creds}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"),
+    )
+    .unwrap();
+    let flood = wrk(
+        settings,
+        &format!("http://127.0.0.1:{gate_port}/login"),
+        &[],
+        Some(&script),
+        64,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let during = measure(
+        settings,
+        &format!("http://127.0.0.1:{gate_port}/api/x"),
+        &auth,
+        &[up, gate.child.id()],
+        upstream_port,
+    );
+    let flood_out = flood.wait_with_output().unwrap();
+    let flood_load = parse_wrk(&String::from_utf8_lossy(&flood_out.stdout));
+    println!(
+        "\nlogin flood (64 clients on /login): proxied p99 {:.3} ms vs {:.3} ms idle = {:.2}x; proxied {:.0} req/s; logins answered {:.0}/s, of which non-200 (503 busy) {}",
+        during.load.p99_ms,
+        c.load.p99_ms,
+        during.load.p99_ms / c.load.p99_ms,
+        during.load.per_second,
+        flood_load.per_second,
+        flood_load.errors
+    );
+    drop(gate);
+
+    // One million revocations in the store: start-up to ready, and memory.
+    let seeded = seed_revocations(&store, 1_000_000);
+    let gate = start_authgate(&authgate_bin, &config);
+    let ready = wait_ready(gate_port);
+    println!(
+        "\nwith {seeded} revoked sessions in the store: start-up to ready {:.2} s, RSS {:.1} MiB",
+        ready.as_secs_f64(),
+        rss_mib(gate.child.id())
+    );
+    drop(gate);
+    drop(nginx);
+    drop(upstream);
+}
+
+/// Inserts `count` unexpired session revocations straight into the SQLite store.
+fn seed_revocations(store: &Path, count: u64) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut db = sqlx::SqliteConnection::connect(&format!("sqlite:{}", store.display()))
+            .await
+            .unwrap();
+        sqlx::query(
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?) \
+             INSERT OR IGNORE INTO revocations (kind, key, expires_at, updated_ms) \
+             SELECT 'session', 'bench-' || x, unixepoch() + 86400, 0 FROM n",
+        )
+        .bind(count as i64)
+        .execute(&mut db)
+        .await
+        .unwrap();
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM revocations")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        total as u64
+    })
+}
