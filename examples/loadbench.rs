@@ -595,9 +595,11 @@ fn seed_revocations(store: &Path, count: u64) -> u64 {
             .await
             .unwrap();
         sqlx::query(
-            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?) \
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?), \
+             ids(h) AS (SELECT lower(hex(randomblob(16))) FROM n) \
              INSERT OR IGNORE INTO revocations (kind, key, expires_at, updated_ms) \
-             SELECT 'session', 'bench-' || x, unixepoch() + 86400, 0 FROM n",
+             SELECT 'session', substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-' || substr(h, 13, 4) || '-' \
+             || substr(h, 17, 4) || '-' || substr(h, 21, 12), unixepoch() + 86400, 0 FROM ids",
         )
         .bind(count as i64)
         .execute(&mut db)

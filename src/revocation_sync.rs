@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::gate::Gate;
-use crate::store::{ListenerEvent, RevocationBatch};
+use crate::store::ListenerEvent;
 use crate::token::unix_now;
 
 /// How far back each catch-up looks before the previous one, so a revocation whose transaction
 /// committed a little after it was stamped is still seen.
 const CATCH_UP_OVERLAP_MS: i64 = 30_000;
+/// How often revocations whose tokens have all expired are dropped from memory.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often expired revocations and sessions are deleted from the store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -21,6 +23,7 @@ pub async fn run(gate: Arc<Gate>) {
     let mut catch_up = tokio::time::interval(gate.config.catch_up_interval);
     catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_purge = Instant::now();
+    let mut last_sweep = Instant::now();
     loop {
         let event = match listener.as_mut() {
             Some(listener) => tokio::select! {
@@ -41,6 +44,10 @@ pub async fn run(gate: Arc<Gate>) {
                 }
             }
         }
+        if last_sweep.elapsed() >= SWEEP_INTERVAL {
+            last_sweep = Instant::now();
+            gate.revocations.sweep();
+        }
         if last_purge.elapsed() >= PURGE_INTERVAL {
             last_purge = Instant::now();
             if let Err(e) = gate.store.purge_expired(unix_now()).await {
@@ -55,14 +62,19 @@ pub async fn run(gate: Arc<Gate>) {
 async fn initial_load(gate: &Gate) -> i64 {
     let mut delay = Duration::from_millis(200);
     loop {
+        let mut count = 0usize;
         let loaded = match gate.store.migrate().await {
-            Ok(()) => gate.store.revocations_since(0, unix_now()).await,
+            Ok(()) => {
+                let mut sink = |revocation| {
+                    gate.revocations.insert(revocation);
+                    count += 1;
+                };
+                gate.store.revocations_since(0, unix_now(), &mut sink).await
+            }
             Err(e) => Err(e),
         };
         match loaded {
-            Ok(batch) => {
-                let as_of_ms = batch.as_of_ms;
-                let count = insert_all(gate, batch);
+            Ok(as_of_ms) => {
                 gate.mark_revocations_loaded();
                 tracing::info!(revocations = count, "revocations loaded; ready");
                 return as_of_ms - CATCH_UP_OVERLAP_MS;
@@ -78,23 +90,12 @@ async fn initial_load(gate: &Gate) -> i64 {
 
 /// One catch-up; `None` when the store did not answer (the next tick tries again).
 async fn apply(gate: &Gate, since_ms: i64) -> Option<i64> {
-    match gate.store.revocations_since(since_ms, unix_now()).await {
-        Ok(batch) => {
-            let as_of_ms = batch.as_of_ms;
-            insert_all(gate, batch);
-            Some(as_of_ms)
-        }
+    let mut sink = |revocation| gate.revocations.insert(revocation);
+    match gate.store.revocations_since(since_ms, unix_now(), &mut sink).await {
+        Ok(as_of_ms) => Some(as_of_ms),
         Err(e) => {
             tracing::warn!(error = %e, "revocation catch-up failed; will retry");
             None
         }
     }
-}
-
-fn insert_all(gate: &Gate, batch: RevocationBatch) -> usize {
-    let count = batch.revocations.len();
-    for revocation in batch.revocations {
-        gate.revocations.insert(revocation);
-    }
-    count
 }

@@ -51,14 +51,6 @@ pub struct User {
     pub password_hash: String,
 }
 
-/// Revocations read from the store, and the store's clock (ms) when they were read, so the next
-/// catch-up can ask for what changed since.
-#[derive(Debug, Default)]
-pub struct RevocationBatch {
-    pub revocations: Vec<Revocation>,
-    pub as_of_ms: i64,
-}
-
 #[derive(Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
@@ -160,14 +152,16 @@ impl Store {
         on_backend!(self, s => s.revoke_session(sid, at_least).await)
     }
 
-    /// Revocations still in force at `now` (unix seconds) and written at or after `since_ms` on the
-    /// store's clock; `since_ms = 0` loads them all.
+    /// Hands `sink` every revocation still in force at `now` (unix seconds) and written at or after
+    /// `since_ms` on the store's clock (`0`: all of them), streamed rather than collected; returns
+    /// the store's clock when the read began, where the next catch-up starts.
     pub async fn revocations_since(
         &self,
         since_ms: i64,
         now: u64,
-    ) -> Result<RevocationBatch, StoreError> {
-        on_backend!(self, s => s.revocations_since(since_ms, now).await)
+        sink: &mut (dyn FnMut(Revocation) + Send),
+    ) -> Result<i64, StoreError> {
+        on_backend!(self, s => s.revocations_since(since_ms, now, sink).await)
     }
 
     /// Forgets revocations and sessions that can no longer matter.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
-use super::{RevocationBatch, StoreError, User};
+use super::{StoreError, User};
 use crate::revocation::{Revocation, RevocationKind};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -196,31 +196,28 @@ impl PgStore {
         &self,
         since_ms: i64,
         now: u64,
-    ) -> Result<RevocationBatch, StoreError> {
+        sink: &mut (dyn FnMut(Revocation) + Send),
+    ) -> Result<i64, StoreError> {
+        use futures_util::TryStreamExt;
         let as_of_ms: i64 = sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
             .fetch_one(&self.pool)
             .await?;
-        let rows = sqlx::query(
+        let mut rows = sqlx::query(
             "SELECT kind, key, expires_at FROM revocations WHERE updated_ms >= $1 AND expires_at > $2",
         )
         .bind(since_ms)
         .bind(now as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let revocations = rows
-            .into_iter()
-            .filter_map(|r| {
-                Some(Revocation {
-                    kind: RevocationKind::parse(r.get::<&str, _>(0))?,
-                    key: r.get(1),
-                    expires_at: r.get::<i64, _>(2) as u64,
-                })
-            })
-            .collect();
-        Ok(RevocationBatch {
-            revocations,
-            as_of_ms,
-        })
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            if let Some(kind) = RevocationKind::parse(row.get::<&str, _>(0)) {
+                sink(Revocation {
+                    kind,
+                    key: row.get(1),
+                    expires_at: row.get::<i64, _>(2).max(0) as u64,
+                });
+            }
+        }
+        Ok(as_of_ms)
     }
 
     pub async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
