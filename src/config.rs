@@ -44,6 +44,8 @@ pub struct RawServer {
     pub body_read_timeout: String,
     /// Connections served at once; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Worker threads, each with its own event loop and upstream pool (0: one per CPU).
+    pub workers: usize,
     /// All request headers together, in bytes; more gets 431.
     pub max_header_bytes: usize,
     pub max_authorization_header: usize,
@@ -62,6 +64,7 @@ impl Default for RawServer {
             header_read_timeout: "10s".into(),
             body_read_timeout: "10s".into(),
             max_connections: 10_000,
+            workers: 0,
             max_header_bytes: 32 * 1024,
             max_authorization_header: 8 * 1024,
             max_auth_body: 64 * 1024,
@@ -269,6 +272,7 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub max_connections: usize,
+    pub workers: usize,
     pub max_header_bytes: usize,
     pub max_authorization_header: usize,
     pub max_auth_body: usize,
@@ -637,6 +641,11 @@ impl Config {
             header_read_timeout,
             body_read_timeout,
             max_connections: raw.server.max_connections,
+            workers: if raw.server.workers == 0 {
+                std::thread::available_parallelism().map_or(2, |n| n.get())
+            } else {
+                raw.server.workers
+            },
             max_header_bytes: raw.server.max_header_bytes,
             max_authorization_header: raw.server.max_authorization_header,
             max_auth_body: raw.server.max_auth_body,

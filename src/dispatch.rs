@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::endpoints::{self, Endpoint};
 use crate::error::{ApiError, json_response};
 use crate::gate::Gate;
+use crate::proxy::Forwarder;
 use crate::routes::{Access, Decision, normalise_path};
 use crate::token::TokenKind;
 
@@ -101,13 +102,14 @@ struct LogFields {
 /// Serves one request; every failure becomes a JSON answer, never a dropped connection.
 pub async fn handle(
     gate: Arc<Gate>,
+    forwarder: Arc<Forwarder>,
     request: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = request.method().clone();
     let mut log = LogFields::default();
-    let (outcome, response) = match process(&gate, request, client, &mut log).await {
+    let (outcome, response) = match process(&gate, &forwarder, request, client, &mut log).await {
         Ok(answered) => answered,
         Err(e) => (e.outcome(), e.into_response()),
     };
@@ -128,6 +130,7 @@ pub async fn handle(
 /// classify → authenticate → authorise → forward, or answer an endpoint ourselves.
 async fn process(
     gate: &Gate,
+    forwarder: &Forwarder,
     request: Request<Incoming>,
     client: SocketAddr,
     log: &mut LogFields,
@@ -181,8 +184,7 @@ async fn process(
                 )?),
             };
             log.user_id = claims.as_ref().map(|c| c.sub.clone());
-            let response = gate
-                .forwarder
+            let response = forwarder
                 .forward(request, &path_and_query, claims.as_ref(), client)
                 .await?;
             Ok(("forwarded", response))

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::password::Passwords;
-use crate::proxy::Forwarder;
 use crate::revocation::RevocationCache;
 use crate::store::Store;
 use crate::throttle::Throttle;
@@ -23,7 +22,6 @@ pub struct Gate {
     pub revocations: RevocationCache,
     pub store: Store,
     pub passwords: Passwords,
-    pub forwarder: Forwarder,
     pub metrics: Metrics,
     pub login_throttle: LoginThrottle,
     /// False until every unexpired revocation is in the cache: until then no token is trusted.
@@ -35,7 +33,6 @@ impl Gate {
         Gate {
             tokens: TokenService::new(&config.tokens),
             passwords: Passwords::new(&config.passwords),
-            forwarder: Forwarder::new(&config.upstream, &config.identity),
             revocations: RevocationCache::default(),
             metrics: Metrics::default(),
             login_throttle: LoginThrottle {

@@ -50,9 +50,10 @@ fn key_bits(id: &str) -> u128 {
     if let Ok(uuid) = uuid::Uuid::try_parse(id) {
         return uuid.as_u128();
     }
-    id.bytes().fold(0x6c62272e07bb014262b821756295c58d_u128, |hash, byte| {
-        (hash ^ u128::from(byte)).wrapping_mul(0x0000000001000000000000000000013B)
-    })
+    id.bytes()
+        .fold(0x6c62272e07bb014262b821756295c58d_u128, |hash, byte| {
+            (hash ^ u128::from(byte)).wrapping_mul(0x0000000001000000000000000000013B)
+        })
 }
 
 const SHARDS: usize = 16;
@@ -87,12 +88,17 @@ impl RevokedSet {
     fn contains(&self, id: &str, now: u64) -> bool {
         let key = key_bits(id);
         let shard = self.shard(key).read().expect("never poisoned");
-        shard.get(&key).is_some_and(|&expires_at| u64::from(expires_at) > now)
+        shard
+            .get(&key)
+            .is_some_and(|&expires_at| u64::from(expires_at) > now)
     }
 
     fn reserve(&self, additional: usize) {
         for shard in &self.shards {
-            shard.write().expect("never poisoned").reserve(additional / SHARDS + 1);
+            shard
+                .write()
+                .expect("never poisoned")
+                .reserve(additional / SHARDS + 1);
         }
     }
 
@@ -112,7 +118,10 @@ impl RevokedSet {
     }
 
     fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().expect("never poisoned").len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.read().expect("never poisoned").len())
+            .sum()
     }
 }
 
@@ -203,11 +212,22 @@ mod tests {
         let cache = RevocationCache::default();
         let now = unix_now();
         let sid = "0b9e8d7c-6a5f-4e3d-8c1b-0a9f8e7d6c5b";
-        cache.insert(Revocation { kind: RevocationKind::Session, key: sid.into(), expires_at: now + 60 });
+        cache.insert(Revocation {
+            kind: RevocationKind::Session,
+            key: sid.into(),
+            expires_at: now + 60,
+        });
         assert!(cache.is_session_revoked(sid));
-        assert!(cache.is_session_revoked(&sid.to_uppercase()), "the same UUID, however written");
+        assert!(
+            cache.is_session_revoked(&sid.to_uppercase()),
+            "the same UUID, however written"
+        );
         assert!(!cache.is_session_revoked("0b9e8d7c-6a5f-4e3d-8c1b-0a9f8e7d6c5c"));
-        cache.insert(Revocation { kind: RevocationKind::Session, key: "not-a-uuid".into(), expires_at: now + 60 });
+        cache.insert(Revocation {
+            kind: RevocationKind::Session,
+            key: "not-a-uuid".into(),
+            expires_at: now + 60,
+        });
         assert!(cache.is_session_revoked("not-a-uuid"));
         assert!(!cache.is_session_revoked("not-a-uuid2"));
     }
@@ -220,7 +240,10 @@ mod tests {
         set.insert("b", now + 100);
         set.insert("a", now + 5);
         assert!(set.contains("a", now + 9), "the later expiry is kept");
-        assert!(!set.contains("a", now + 10), "gone once its tokens have expired");
+        assert!(
+            !set.contains("a", now + 10),
+            "gone once its tokens have expired"
+        );
         assert_eq!(set.sweep(now + 10), 1);
         assert!(set.contains("b", now + 10));
     }

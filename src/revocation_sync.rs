@@ -91,7 +91,11 @@ async fn initial_load(gate: &Gate) -> i64 {
 /// One catch-up; `None` when the store did not answer (the next tick tries again).
 async fn apply(gate: &Gate, since_ms: i64) -> Option<i64> {
     let mut sink = |revocation| gate.revocations.insert(revocation);
-    match gate.store.revocations_since(since_ms, unix_now(), &mut sink).await {
+    match gate
+        .store
+        .revocations_since(since_ms, unix_now(), &mut sink)
+        .await
+    {
         Ok(as_of_ms) => Some(as_of_ms),
         Err(e) => {
             tracing::warn!(error = %e, "revocation catch-up failed; will retry");

@@ -1,5 +1,8 @@
-//! The accept loop: one task per connection, HTTP/1.1 or HTTP/2, with header read timeouts, and a
-//! graceful shutdown that lets in-flight requests finish.
+//! Serving connections: one accept loop hands each connection to a worker thread, and each worker
+//! runs a single-threaded runtime with its own pool of upstream connections, so a request and its
+//! upstream call never hop between threads (the way nginx runs one event loop per worker).
+//! HTTP/1.1 or HTTP/2, header read timeouts, a cap on connections, and a graceful shutdown that
+//! lets requests in flight finish.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,12 +13,91 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::dispatch;
 use crate::gate::Gate;
+use crate::proxy::Forwarder;
+
+/// An accepted connection on its way to a worker, with its place under the connection cap.
+struct Accepted {
+    stream: std::net::TcpStream,
+    client: std::net::SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
 
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
+    let (stop, stopping) = watch::channel(false);
+    let mut workers = Vec::new();
+    let mut finished = Vec::new();
+    for index in 0..gate.config.workers {
+        let (to_worker, inbox) = mpsc::unbounded_channel::<Accepted>();
+        let (done, worker_finished) = oneshot::channel::<()>();
+        let (gate, stopping) = (gate.clone(), stopping.clone());
+        std::thread::Builder::new()
+            .name(format!("authgate-worker-{index}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a worker runtime starts");
+                runtime.block_on(worker(gate, inbox, stopping));
+                let _ = done.send(());
+            })
+            .expect("a worker thread starts");
+        workers.push(to_worker);
+        finished.push(worker_finished);
+    }
+
+    // At the cap, stop accepting: further clients wait in the kernel's queue, not in our memory.
+    let connections = Arc::new(Semaphore::new(gate.config.max_connections));
+    tokio::pin!(shutdown);
+    let mut next = 0;
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, then keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let _ = workers[next].send(Accepted {
+            stream,
+            client,
+            permit,
+        });
+        next = (next + 1) % workers.len();
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    let _ = stop.send(true);
+    drop(workers);
+    for worker_finished in finished {
+        let _ = worker_finished.await;
+    }
+}
+
+/// One worker: serves the connections it is handed until told to stop, then gives requests in
+/// flight up to `shutdown_grace` to finish.
+async fn worker(
+    gate: Arc<Gate>,
+    mut inbox: mpsc::UnboundedReceiver<Accepted>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let forwarder = Arc::new(Forwarder::new(&gate.config.upstream, &gate.config.identity));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -25,46 +107,34 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
         // Headers past max_header_bytes are refused in dispatch; this bounds what is read first.
         .max_buf_size(2 * gate.config.max_header_bytes.max(8192));
     builder.http2().timer(TokioTimer::new());
-
-    let gate_grace = gate.config.shutdown_grace;
     let graceful = GracefulShutdown::new();
-    // At the cap, stop accepting: further clients wait in the kernel's queue, not in our memory.
-    let connections = Arc::new(Semaphore::new(gate.config.max_connections));
-    tokio::pin!(shutdown);
+
     loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
+        let accepted = tokio::select! {
+            accepted = inbox.recv() => match accepted {
+                Some(accepted) => accepted,
+                None => break,
+            },
+            _ = stopping.wait_for(|&stop| stop) => break,
         };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: pause, then keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let gate = gate.clone();
-                let service = service_fn(move |request| dispatch::handle(gate.clone(), request, client));
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                    drop(permit);
-                });
+        let Ok(stream) = tokio::net::TcpStream::from_std(accepted.stream) else {
+            continue;
+        };
+        let (gate, forwarder, client) = (gate.clone(), forwarder.clone(), accepted.client);
+        let service = service_fn(move |request| {
+            dispatch::handle(gate.clone(), forwarder.clone(), request, client)
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        let permit = accepted.permit;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
             }
-            () = &mut shutdown => break,
-        }
+            drop(permit);
+        });
     }
-    drop(listener);
-    tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(gate_grace, graceful.shutdown())
+    if tokio::time::timeout(gate.config.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
     {
