@@ -83,6 +83,8 @@ fn normalise_segment(raw: &str) -> Result<String, PathError> {
             let v = h << 4 | l;
             match v {
                 b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                // An upstream that decodes before it strips path parameters would read `..%3B` as `..;`.
+                b';' => return Err(PathError::PathParameter),
                 0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
                 _ => {}
             }
@@ -346,6 +348,8 @@ mod tests {
             ("/public/..;/private", PathError::PathParameter),
             ("/public/.;x/private", PathError::PathParameter),
             ("/private;x", PathError::PathParameter),
+            ("/public/..%3b/admin", PathError::PathParameter),
+            ("/public/..%3B/admin", PathError::PathParameter),
             ("/%zz", PathError::BadPercentEncoding),
             ("/%4", PathError::BadPercentEncoding),
             ("/%c0%ae%c0%ae/x", PathError::InvalidUtf8),

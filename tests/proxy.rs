@@ -26,6 +26,8 @@ async fn route_bypass_attempts_never_reach_the_upstream_unauthenticated() {
         "/Public/x",
         "/public/..;/private",
         "/public/.;x/../private",
+        "/public/..%3b/private",
+        "/public/..%3B/private",
         "/public/..%2fprivate",
         "/public/..%2Fprivate",
         "/public/..%5cprivate",
