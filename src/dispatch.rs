@@ -18,7 +18,7 @@ use crate::error::{ApiError, json_response};
 use crate::gate::Gate;
 use crate::proxy::Forwarder;
 use crate::routes::{Access, Decision, normalise_path};
-use crate::token::TokenKind;
+use crate::token::{Claims, TokenKind};
 
 /// What a request is, decided from its method and target alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +115,9 @@ pub async fn handle(
     };
     let elapsed = start.elapsed();
     gate.metrics.request(outcome, elapsed.as_secs_f64());
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return Ok(response);
+    }
     tracing::info!(
         method = %method,
         path = %log.path,
@@ -169,27 +172,37 @@ async fn process(
             path_and_query,
             decision,
         } => {
-            log.path = path_and_query
-                .split('?')
-                .next()
-                .unwrap_or_default()
-                .to_string();
             let claims = match decision.access {
-                Access::Deny => return Err(ApiError::Forbidden),
+                Access::Deny => {
+                    record(log, path_and_query, None);
+                    return Err(ApiError::Forbidden);
+                }
                 Access::Public => None,
-                Access::Authenticated => Some(authenticate(
-                    gate,
-                    request.headers(),
-                    Some(TokenKind::Access),
-                )?),
+                Access::Authenticated => {
+                    match authenticate(gate, request.headers(), Some(TokenKind::Access)) {
+                        Ok(claims) => Some(claims),
+                        Err(e) => {
+                            record(log, path_and_query, None);
+                            return Err(e);
+                        }
+                    }
+                }
             };
-            log.user_id = claims.as_ref().map(|c| c.sub.clone());
-            let response = forwarder
+            let forwarded = forwarder
                 .forward(request, &path_and_query, claims.as_ref(), client)
-                .await?;
-            Ok(("forwarded", response))
+                .await;
+            record(log, path_and_query, claims);
+            Ok(("forwarded", forwarded?))
         }
     }
+}
+
+/// Hands the log line the path (without its query) and the user id once the request no longer
+/// needs them, so a proxied request copies neither.
+fn record(log: &mut LogFields, mut path_and_query: String, claims: Option<Claims>) {
+    path_and_query.truncate(path_and_query.find('?').unwrap_or(path_and_query.len()));
+    log.path = path_and_query;
+    log.user_id = claims.map(|c| c.sub);
 }
 
 /// What `authgate explain` prints for `method target`.

@@ -103,6 +103,7 @@ impl Forwarder {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(upstream.pool_idle_timeout)
             .pool_max_idle_per_host(256)
+            .http1_writev(false)
             .build(connector);
         let owned = [
             identity.user_id_header.as_str(),

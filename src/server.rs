@@ -104,6 +104,8 @@ async fn worker(
         // Without a timer hyper ignores header_read_timeout.
         .timer(TokioTimer::new())
         .header_read_timeout(gate.config.header_read_timeout)
+        // Small answers go out in one write of one buffer rather than a vectored write.
+        .writev(false)
         // Headers past max_header_bytes are refused in dispatch; this bounds what is read first.
         .max_buf_size(2 * gate.config.max_header_bytes.max(8192));
     builder.http2().timer(TokioTimer::new());
