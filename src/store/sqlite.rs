@@ -196,6 +196,9 @@ impl SqliteStore {
         Ok(revoked)
     }
 
+    /// Rows come back in batches of up to 8192 revocations glued into one string each: sqlx hands
+    /// every SQLite row over from its worker thread one by one, which made a million rows take
+    /// seconds; SQLite itself reads them in a quarter of one.
     pub async fn revocations_since(
         &self,
         since_ms: i64,
@@ -206,19 +209,26 @@ impl SqliteStore {
         let as_of_ms: i64 = sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
             .fetch_one(&self.pool)
             .await?;
-        let mut rows = sqlx::query(
-            "SELECT kind, key, expires_at FROM revocations WHERE updated_ms >= ? AND expires_at > ?",
+        // Keys are ids without control characters; ASCII record and unit separators split them.
+        let mut batches = sqlx::query(
+            "SELECT kind, group_concat(key || char(31) || expires_at, char(30)) FROM revocations \
+             WHERE updated_ms >= ? AND expires_at > ? GROUP BY kind, rowid / 8192",
         )
         .bind(since_ms)
         .bind(now as i64)
         .fetch(&self.pool);
-        while let Some(row) = rows.try_next().await? {
-            if let Some(kind) = RevocationKind::parse(row.get::<&str, _>(0)) {
-                sink(Revocation {
-                    kind,
-                    key: row.get(1),
-                    expires_at: row.get::<i64, _>(2).max(0) as u64,
-                });
+        while let Some(batch) = batches.try_next().await? {
+            let Some(kind) = RevocationKind::parse(batch.get::<&str, _>(0)) else {
+                continue;
+            };
+            for entry in batch.get::<&str, _>(1).split('\u{1e}') {
+                if let Some((key, expires_at)) = entry.split_once('\u{1f}') {
+                    sink(Revocation {
+                        kind,
+                        key: key.to_string(),
+                        expires_at: expires_at.parse().unwrap_or(0),
+                    });
+                }
             }
         }
         Ok(as_of_ms)
