@@ -618,8 +618,9 @@ impl Config {
                 p.memory_kib, p.iterations, p.parallelism
             ));
         }
+        // Half the CPUs by default: a burst of logins must leave the other half to proxied traffic.
         let max_concurrent_hashes = if p.max_concurrent_hashes == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
+            (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1)
         } else {
             p.max_concurrent_hashes
         };
