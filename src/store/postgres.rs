@@ -66,11 +66,25 @@ impl PgStore {
     }
 
     pub async fn find_user(&self, username_key: &str) -> Result<Option<User>, StoreError> {
-        let row =
-            sqlx::query("SELECT id, username, password_hash FROM users WHERE username_key = $1")
-                .bind(username_key)
-                .fetch_optional(&self.pool)
-                .await?;
+        self.find_user_where("username_key", username_key).await
+    }
+
+    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        self.find_user_where("id", id).await
+    }
+
+    /// `column` is one of this file's literals, never input.
+    async fn find_user_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT id, username, password_hash FROM users WHERE {column} = $1"
+        ))
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| User {
             id: r.get(0),
             username: r.get(1),
@@ -140,18 +154,6 @@ impl PgStore {
         insert_revocation(&mut tx, &revocation).await?;
         tx.commit().await?;
         Ok(revocation)
-    }
-
-    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| User {
-            id: r.get(0),
-            username: r.get(1),
-            password_hash: r.get(2),
-        }))
     }
 
     pub async fn revoke_user_sessions(

@@ -70,11 +70,25 @@ impl SqliteStore {
     }
 
     pub async fn find_user(&self, username_key: &str) -> Result<Option<User>, StoreError> {
-        let row =
-            sqlx::query("SELECT id, username, password_hash FROM users WHERE username_key = ?")
-                .bind(username_key)
-                .fetch_optional(&self.pool)
-                .await?;
+        self.find_user_where("username_key", username_key).await
+    }
+
+    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        self.find_user_where("id", id).await
+    }
+
+    /// `column` is one of this file's literals, never input.
+    async fn find_user_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT id, username, password_hash FROM users WHERE {column} = ?"
+        ))
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| User {
             id: r.get(0),
             username: r.get(1),
@@ -144,18 +158,6 @@ impl SqliteStore {
         insert_revocation(&mut tx, &revocation).await?;
         tx.commit().await?;
         Ok(revocation)
-    }
-
-    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| User {
-            id: r.get(0),
-            username: r.get(1),
-            password_hash: r.get(2),
-        }))
     }
 
     pub async fn revoke_user_sessions(
