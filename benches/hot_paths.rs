@@ -44,8 +44,19 @@ fn verify(c: &mut Criterion) {
             expires_at: now + 3600,
         });
     }
+    c.bench_function("first verification of a token (signature, claims)", |b| {
+        b.iter_batched(
+            tokens,
+            |fresh| {
+                fresh
+                    .verify_kind(black_box(&token), TokenKind::Access, now)
+                    .unwrap()
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
     c.bench_function(
-        "verify access token + revocation lookup (100k revoked)",
+        "verify a token seen before + revocation lookup (100k revoked)",
         |b| {
             b.iter(|| {
                 let claims = service

@@ -1,6 +1,7 @@
 //! Token claims, issuing and verifying. Validation is fixed when the gate starts: one algorithm,
 //! required claims, `nbf` checked, explicit leeway. Claim names are Flask-JWT-Extended's.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -61,7 +62,15 @@ pub struct TokenService {
     refresh_ttl: u64,
     issuer: String,
     leeway: u64,
+    /// Tokens that passed full verification, by their exact text: a client's next request with the
+    /// same token skips the signature and JSON work. Only verified tokens get in, and their time
+    /// claims are checked against the clock again on every use; revocation is the caller's, every time.
+    verified: moka::sync::Cache<String, Arc<Claims>>,
 }
+
+/// How many verified tokens are remembered, and for how long at most.
+const VERIFIED_CAPACITY: u64 = 4096;
+const VERIFIED_TTL: Duration = Duration::from_secs(300);
 
 impl TokenService {
     pub fn new(config: &TokenConfig) -> TokenService {
@@ -88,6 +97,10 @@ impl TokenService {
             refresh_ttl: config.refresh_ttl.as_secs(),
             issuer: config.issuer.clone(),
             leeway: config.leeway.as_secs(),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
         }
     }
 
@@ -127,6 +140,10 @@ impl TokenService {
     /// Checks signature, algorithm, issuer, `nbf` and `exp` (a token whose `exp` is now is expired).
     /// Revocation is checked by the caller, after this.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        if let Some(claims) = self.verified.get(token) {
+            self.check_times(&claims, now)?;
+            return Ok(Claims::clone(&claims));
+        }
         let key = self.key_for(token)?;
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
             match e.kind() {
@@ -152,10 +169,22 @@ impl TokenService {
             }
         })?;
         let claims = data.claims;
+        self.check_times(&claims, now)?;
+        self.verified
+            .insert(token.to_string(), Arc::new(claims.clone()));
+        Ok(claims)
+    }
+
+    /// `exp` and `nbf` against `now`, with the configured leeway; a token whose `exp` is now is
+    /// expired.
+    fn check_times(&self, claims: &Claims, now: u64) -> Result<(), TokenError> {
         if claims.exp.saturating_add(self.leeway) <= now {
             return Err(TokenError::Expired);
         }
-        Ok(claims)
+        if claims.nbf > now.saturating_add(self.leeway) {
+            return Err(TokenError::Invalid("The token is not yet valid (nbf)"));
+        }
+        Ok(())
     }
 
     /// The key that must have signed `token`: with one key, that key (the header is not even read);
@@ -285,6 +314,29 @@ mod tests {
         assert_eq!(
             lenient.verify(&token, claims.exp + 5),
             Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_checked_against_the_clock() {
+        let s = service(0);
+        let now = unix_now();
+        let (token, claims) = s.issue(&SUBJECT, TokenKind::Access, false, now);
+        assert!(
+            s.verify(&token, now).is_ok(),
+            "verified, and now remembered"
+        );
+        assert!(s.verified.get(&token).is_some());
+        assert_eq!(s.verify(&token, claims.exp), Err(TokenError::Expired));
+        assert_eq!(
+            s.verify(&token, claims.nbf - 1),
+            Err(TokenError::Invalid("The token is not yet valid (nbf)"))
+        );
+        let mut tampered = token.clone();
+        tampered.insert(token.len() - 5, 'x');
+        assert!(
+            s.verify(&tampered, now).is_err(),
+            "only the exact text is remembered"
         );
     }
 
