@@ -6,6 +6,8 @@ use http::header::AUTHORIZATION;
 
 use crate::error::{ApiError, TokenError};
 use crate::gate::Gate;
+use std::sync::Arc;
+
 use crate::token::{Claims, TokenKind, unix_now};
 
 /// Extracts the JWT from `Authorization: Bearer <JWT>`, with Flask-JWT-Extended's messages.
@@ -39,7 +41,7 @@ pub fn authenticate(
     gate: &Gate,
     headers: &HeaderMap,
     kind: Option<TokenKind>,
-) -> Result<Claims, ApiError> {
+) -> Result<Arc<Claims>, ApiError> {
     if !gate.revocations_loaded() {
         return Err(ApiError::NotReady);
     }

@@ -189,7 +189,7 @@ async fn process(
                 }
             };
             let forwarded = forwarder
-                .forward(request, &path_and_query, claims.as_ref(), client)
+                .forward(request, &path_and_query, claims.as_deref(), client)
                 .await;
             record(log, path_and_query, claims);
             Ok(("forwarded", forwarded?))
@@ -199,10 +199,10 @@ async fn process(
 
 /// Hands the log line the path (without its query) and the user id once the request no longer
 /// needs them, so a proxied request copies neither.
-fn record(log: &mut LogFields, mut path_and_query: String, claims: Option<Claims>) {
+fn record(log: &mut LogFields, mut path_and_query: String, claims: Option<Arc<Claims>>) {
     path_and_query.truncate(path_and_query.find('?').unwrap_or(path_and_query.len()));
     log.path = path_and_query;
-    log.user_id = claims.map(|c| c.sub);
+    log.user_id = claims.map(|c| c.sub.clone());
 }
 
 /// What `authgate explain` prints for `method target`.

@@ -139,10 +139,10 @@ impl TokenService {
 
     /// Checks signature, algorithm, issuer, `nbf` and `exp` (a token whose `exp` is now is expired).
     /// Revocation is checked by the caller, after this.
-    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+    pub fn verify(&self, token: &str, now: u64) -> Result<Arc<Claims>, TokenError> {
         if let Some(claims) = self.verified.get(token) {
             self.check_times(&claims, now)?;
-            return Ok(Claims::clone(&claims));
+            return Ok(claims);
         }
         let key = self.key_for(token)?;
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
@@ -168,10 +168,9 @@ impl TokenService {
                 _ => TokenError::Invalid("Invalid token"),
             }
         })?;
-        let claims = data.claims;
+        let claims = Arc::new(data.claims);
         self.check_times(&claims, now)?;
-        self.verified
-            .insert(token.to_string(), Arc::new(claims.clone()));
+        self.verified.insert(token.to_string(), claims.clone());
         Ok(claims)
     }
 
@@ -231,7 +230,7 @@ impl TokenService {
         token: &str,
         kind: TokenKind,
         now: u64,
-    ) -> Result<Claims, TokenError> {
+    ) -> Result<Arc<Claims>, TokenError> {
         let claims = self.verify(token, now)?;
         match (kind, claims.kind) {
             (TokenKind::Access, TokenKind::Refresh) => Err(TokenError::AccessRequired),
@@ -297,7 +296,7 @@ mod tests {
         assert_eq!(json["type"], "access");
         assert_eq!(json["sub"], "u-1");
         assert_eq!(claims.exp, now + 900);
-        assert_eq!(s.verify(&token, now).unwrap(), claims);
+        assert_eq!(*s.verify(&token, now).unwrap(), claims);
         let (_, refresh) = s.issue(&SUBJECT, TokenKind::Refresh, true, now);
         assert!(!refresh.fresh, "refresh tokens are never fresh");
     }
