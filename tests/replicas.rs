@@ -50,6 +50,45 @@ access = "public"
     path
 }
 
+/// What every test here shares: a fresh database, an upstream, and a directory for configs.
+struct Cluster {
+    db: FreshDatabase,
+    upstream: Upstream,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `None` (the test is skipped) without a test database.
+    async fn start(test: &str) -> Option<Cluster> {
+        let server = server_url(test)?;
+        Some(Cluster {
+            db: FreshDatabase::create(&server).await,
+            upstream: Upstream::start().await,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    /// A config for replicas that reach the database at `database_url`.
+    fn config(&self, database_url: &str) -> PathBuf {
+        replica_config(self.dir.path(), &self.upstream, database_url)
+    }
+
+    /// `n` replicas on the shared database, each ready.
+    async fn replicas(&self, n: usize) -> Vec<Process> {
+        let config = self.config(&self.db.url);
+        let replicas: Vec<Process> = (0..n).map(|_| Process::start(&config)).collect();
+        for r in &replicas {
+            wait_ready(r.addr).await;
+        }
+        replicas
+    }
+
+    /// Drops the database; every replica must be stopped first.
+    async fn finish(self) {
+        self.db.drop_now().await;
+    }
+}
+
 async fn register(addr: SocketAddr, username: &str) -> StatusCode {
     post_json(
         addr,
@@ -97,19 +136,12 @@ async fn until_refused(addr: SocketAddr, token: &str, limit: Duration) -> Durati
     ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
 )]
 async fn a_logout_on_one_replica_is_enforced_by_the_others_within_a_second() {
-    let Some(server) =
-        server_url("a_logout_on_one_replica_is_enforced_by_the_others_within_a_second")
+    let Some(cluster) =
+        Cluster::start("a_logout_on_one_replica_is_enforced_by_the_others_within_a_second").await
     else {
         return;
     };
-    let db = FreshDatabase::create(&server).await;
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = replica_config(dir.path(), &upstream, &db.url);
-    let replicas: Vec<Process> = (0..3).map(|_| Process::start(&config)).collect();
-    for r in &replicas {
-        wait_ready(r.addr).await;
-    }
+    let replicas = cluster.replicas(3).await;
     let (a, b, c) = (replicas[0].addr, replicas[1].addr, replicas[2].addr);
 
     assert_eq!(register(a, "alice").await, StatusCode::CREATED);
@@ -131,7 +163,7 @@ async fn a_logout_on_one_replica_is_enforced_by_the_others_within_a_second() {
     );
 
     drop(replicas);
-    db.drop_now().await;
+    cluster.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,19 +172,12 @@ async fn a_logout_on_one_replica_is_enforced_by_the_others_within_a_second() {
     ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
 )]
 async fn fifty_simultaneous_registrations_of_one_name_give_exactly_one_201() {
-    let Some(server) =
-        server_url("fifty_simultaneous_registrations_of_one_name_give_exactly_one_201")
+    let Some(cluster) =
+        Cluster::start("fifty_simultaneous_registrations_of_one_name_give_exactly_one_201").await
     else {
         return;
     };
-    let db = FreshDatabase::create(&server).await;
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = replica_config(dir.path(), &upstream, &db.url);
-    let replicas: Vec<Process> = (0..3).map(|_| Process::start(&config)).collect();
-    for r in &replicas {
-        wait_ready(r.addr).await;
-    }
+    let replicas = cluster.replicas(3).await;
     let attempts: Vec<_> = (0..50)
         .map(|i| {
             let addr = replicas[i % 3].addr;
@@ -172,7 +197,7 @@ async fn fifty_simultaneous_registrations_of_one_name_give_exactly_one_201() {
     }
     assert_eq!((created, conflicts), (1, 49));
     drop(replicas);
-    db.drop_now().await;
+    cluster.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,19 +206,16 @@ async fn fifty_simultaneous_registrations_of_one_name_give_exactly_one_201() {
     ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
 )]
 async fn a_replica_killed_and_restarted_refuses_what_was_revoked_before_and_while_it_was_down() {
-    let Some(server) = server_url(
+    let Some(cluster) = Cluster::start(
         "a_replica_killed_and_restarted_refuses_what_was_revoked_before_and_while_it_was_down",
-    ) else {
+    )
+    .await
+    else {
         return;
     };
-    let db = FreshDatabase::create(&server).await;
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = replica_config(dir.path(), &upstream, &db.url);
-    let a = Process::start(&config);
-    let mut c = Process::start(&config);
-    wait_ready(a.addr).await;
-    wait_ready(c.addr).await;
+    let mut replicas = cluster.replicas(2).await;
+    let mut c = replicas.pop().unwrap();
+    let a = replicas.pop().unwrap();
 
     assert_eq!(register(a.addr, "bob").await, StatusCode::CREATED);
     let before = login(a.addr, "bob").await;
@@ -225,7 +247,7 @@ async fn a_replica_killed_and_restarted_refuses_what_was_revoked_before_and_whil
         StatusCode::OK
     );
     drop((a, c));
-    db.drop_now().await;
+    cluster.finish().await;
 }
 
 /// Until the store answers, a replica is alive but not ready, and forwards no protected request.
@@ -237,24 +259,22 @@ async fn a_replica_killed_and_restarted_refuses_what_was_revoked_before_and_whil
     ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
 )]
 async fn store_outages_fail_closed_and_recover_by_themselves() {
-    let Some(server) = server_url("store_outages_fail_closed_and_recover_by_themselves") else {
+    let Some(cluster) = Cluster::start("store_outages_fail_closed_and_recover_by_themselves").await
+    else {
         return;
     };
-    let db = FreshDatabase::create(&server).await;
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let upstream = &cluster.upstream;
 
     // A first replica (direct) prepares a user and a token.
-    let direct = Process::start(&replica_config(dir.path(), &upstream, &db.url));
-    wait_ready(direct.addr).await;
+    let direct = cluster.replicas(1).await.pop().unwrap();
     assert_eq!(register(direct.addr, "carol").await, StatusCode::CREATED);
     let token = login(direct.addr, "carol").await;
 
     // A second replica reaches the database through a relay that starts cut.
-    let relay = TcpRelay::start(support::pg::address(&db.url)).await;
+    let relay = TcpRelay::start(support::pg::address(&cluster.db.url)).await;
     relay.cut();
-    let via_relay = support::pg::with_address(&db.url, relay.addr);
-    let gate = Process::start(&replica_config(dir.path(), &upstream, &via_relay));
+    let via_relay = support::pg::with_address(&cluster.db.url, relay.addr);
+    let gate = Process::start(&cluster.config(&via_relay));
     assert_eq!(
         get(gate.addr, "/healthz", &[]).await.status,
         StatusCode::OK,
@@ -341,5 +361,5 @@ async fn store_outages_fail_closed_and_recover_by_themselves() {
     }
     until_refused(direct.addr, &token, Duration::from_secs(1)).await;
     drop((gate, direct));
-    db.drop_now().await;
+    cluster.finish().await;
 }
