@@ -1,25 +1,27 @@
-//! Password hashing with argon2id. Hashing is slow on purpose, so it runs on blocking threads behind
-//! a concurrency limit: a burst of logins waits its turn instead of stalling proxied traffic.
+//! Password hashing with argon2id. Hashing is slow on purpose, so it runs on a few threads of its
+//! own at the lowest CPU priority, behind a bounded line: proxied requests always run first, and a
+//! burst of logins waits its turn, then is turned away, instead of taking the CPU from the app.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
 };
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::config::PasswordConfig;
+
+/// Work for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
 
 #[derive(Clone)]
 pub struct Passwords {
     argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
-    /// Hashes queued or running, and how many may be: past that, callers are turned away at once
-    /// rather than queueing without bound.
-    in_line: Arc<AtomicUsize>,
-    max_in_line: usize,
+    /// The line to the hashing threads: `max_waiting_hashes` places. When it is full, callers are
+    /// turned away at once rather than queueing without bound. The threads end with the last sender.
+    line: SyncSender<Job>,
     /// A hash of a random password, verified against when the user does not exist, so an unknown
     /// user costs the same time as a wrong password.
     dummy_hash: Arc<str>,
@@ -37,11 +39,18 @@ impl Passwords {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let random: [u8; 32] = rand::random();
         let dummy_hash = hash_with(&argon2, &random);
+        let (line, jobs) = sync_channel::<Job>(config.max_waiting_hashes);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for index in 0..config.max_concurrent_hashes.max(1) {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("authgate-hash-{index}"))
+                .spawn(move || hashing_thread(&jobs))
+                .expect("a hashing thread starts");
+        }
         Passwords {
             argon2,
-            permits: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
-            in_line: Arc::new(AtomicUsize::new(0)),
-            max_in_line: config.max_concurrent_hashes.max(1) + config.max_waiting_hashes,
+            line,
             dummy_hash: dummy_hash.into(),
         }
     }
@@ -69,21 +78,31 @@ impl Passwords {
         Ok(ok && is_real)
     }
 
+    /// Runs `work` on a hashing thread, or answers `Busy` at once when the line is full.
     async fn run_blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        let place = InLine::join(&self.in_line, self.max_in_line).ok_or(Busy)?;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let result = tokio::task::spawn_blocking(work)
-            .await
-            .expect("password hashing does not panic");
-        drop(place);
-        Ok(result)
+        let answered = self.enqueue(work)?;
+        Ok(answered.await.expect("password hashing does not panic"))
+    }
+
+    /// Puts `work` in line for a hashing thread; its result arrives on the returned channel.
+    fn enqueue<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<oneshot::Receiver<T>, Busy> {
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The client may have gone while this waited in line: then there is nothing to do.
+            if !answer.is_closed() {
+                let _ = answer.send(work());
+            }
+        });
+        match self.line.try_send(job) {
+            Ok(()) => Ok(answered),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Busy),
+        }
     }
 }
 
@@ -91,23 +110,39 @@ impl Passwords {
 #[derive(Debug)]
 pub struct Busy;
 
-/// A place in line, given back when dropped (also when the waiting request is cancelled).
-struct InLine<'a>(&'a AtomicUsize);
-
-impl<'a> InLine<'a> {
-    fn join(count: &'a AtomicUsize, max: usize) -> Option<InLine<'a>> {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| InLine(count))
+/// One hashing thread: at the lowest priority, it takes jobs from the line until the line closes.
+fn hashing_thread(jobs: &Mutex<Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let job = match jobs.lock() {
+            Ok(jobs) => jobs.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
     }
 }
 
-impl Drop for InLine<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+/// Puts the calling thread in `SCHED_IDLE`: it runs when no other thread of the machine wants the
+/// CPU, so a login flood cannot take CPU time from proxied requests (measured in BENCHMARKS.md).
+/// Elsewhere than Linux, the lowest nice value does the same job less strictly.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid, initialised param.
+    let failed = unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0
+    };
+    #[cfg(not(target_os = "linux"))]
+    // SAFETY: setpriority on the calling process with constant arguments.
+    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 };
+    if failed {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "could not lower the priority of a password hashing thread; logins may slow proxied requests"
+        );
     }
 }
 
@@ -161,13 +196,70 @@ mod tests {
         assert_eq!(params(&real), "m=1024,t=1,p=1");
     }
 
+    /// With one hashing thread and one waiting place, a third hash at the same moment is turned
+    /// away; once the line has moved, hashing works again.
+    #[tokio::test]
+    async fn the_line_has_a_length() {
+        let p = Passwords::new(&PasswordConfig {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent_hashes: 1,
+            max_waiting_hashes: 1,
+        });
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = oneshot::channel();
+        let running = p
+            .enqueue(move || {
+                let _ = started.send(());
+                held.recv().is_ok()
+            })
+            .unwrap();
+        has_started.await.unwrap();
+        let waiting = p.enqueue(|| true).expect("the one waiting place is free");
+        assert!(
+            p.enqueue(|| true).is_err(),
+            "a full line turns callers away"
+        );
+        release.send(()).unwrap();
+        assert!(running.await.unwrap());
+        assert!(waiting.await.unwrap());
+        assert!(p.hash("after the rush".into()).await.is_ok());
+    }
+
+    /// The hashing threads run in SCHED_IDLE, so proxied requests always come first.
+    #[cfg(target_os = "linux")]
     #[test]
-    fn the_line_has_a_length() {
-        let count = AtomicUsize::new(0);
-        let a = InLine::join(&count, 2).unwrap();
-        let _b = InLine::join(&count, 2).unwrap();
-        assert!(InLine::join(&count, 2).is_none(), "full");
-        drop(a);
-        assert!(InLine::join(&count, 2).is_some(), "a place freed");
+    fn hashing_threads_run_at_idle_priority() {
+        let _p = cheap();
+        // (policy of each hashing thread alive now); a thread lowers itself right after it starts.
+        let policies = || -> Vec<i32> {
+            let mut found = Vec::new();
+            for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                let Ok(tid) = task.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                // SAFETY: sched_getscheduler only reads the policy of the given thread.
+                let policy = unsafe { libc::sched_getscheduler(tid) };
+                if comm.starts_with("authgate-hash") && policy >= 0 {
+                    found.push(policy);
+                }
+            }
+            found
+        };
+        let mut seen = policies();
+        for _ in 0..100 {
+            if seen.len() >= 2 && seen.iter().all(|&p| p == libc::SCHED_IDLE) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            seen = policies();
+        }
+        assert!(seen.iter().all(|&p| p == libc::SCHED_IDLE), "{seen:?}");
+        assert!(
+            seen.len() >= 2,
+            "the two hashing threads of cheap() exist: {seen:?}"
+        );
     }
 }
