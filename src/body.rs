@@ -14,9 +14,12 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// A streamed body, passed on chunk by chunk.
-pub fn stream(incoming: Incoming) -> Body {
-    incoming.boxed()
+/// A streamed body (a client's request or the upstream's answer), passed on chunk by chunk.
+pub fn stream<B>(body: B) -> Body
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
+{
+    body.boxed()
 }
 
 /// Why a body could not be read whole.

@@ -2,7 +2,6 @@
 //! an auth endpoint). `classify` is pure, so `authgate explain` shows exactly what a request meets.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +15,7 @@ use crate::config::Config;
 use crate::endpoints::{self, Endpoint};
 use crate::error::{ApiError, json_response};
 use crate::gate::Gate;
-use crate::proxy::Forwarder;
+use crate::proxy::{Forwarder, Peer};
 use crate::routes::{Access, Decision, normalise_path};
 use crate::token::{Claims, TokenKind};
 
@@ -104,12 +103,12 @@ pub async fn handle(
     gate: Arc<Gate>,
     forwarder: Arc<Forwarder>,
     request: Request<Incoming>,
-    client: SocketAddr,
+    peer: Peer,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = request.method().clone();
     let mut log = LogFields::default();
-    let (outcome, response) = match process(&gate, &forwarder, request, client, &mut log).await {
+    let (outcome, response) = match process(&gate, &forwarder, request, &peer, &mut log).await {
         Ok(answered) => answered,
         Err(e) => (e.outcome(), e.into_response()),
     };
@@ -135,7 +134,7 @@ async fn process(
     gate: &Gate,
     forwarder: &Forwarder,
     request: Request<Incoming>,
-    client: SocketAddr,
+    peer: &Peer,
     log: &mut LogFields,
 ) -> Result<(&'static str, Response<Body>), ApiError> {
     vet_message(&request, gate.config.max_header_bytes)?;
@@ -165,7 +164,7 @@ async fn process(
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
             Ok((
                 "answered",
-                endpoints::answer(gate, endpoint, request, client).await?,
+                endpoints::answer(gate, endpoint, request, peer.addr).await?,
             ))
         }
         Class::Proxy {
@@ -189,7 +188,7 @@ async fn process(
                 }
             };
             let forwarded = forwarder
-                .forward(request, &path_and_query, claims.as_deref(), client)
+                .forward(request, &path_and_query, claims.as_deref(), peer)
                 .await;
             record(log, path_and_query, claims);
             Ok(("forwarded", forwarded?))

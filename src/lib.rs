@@ -31,6 +31,7 @@ pub mod server;
 pub mod store;
 pub mod throttle;
 pub mod token;
+pub mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -6,26 +6,25 @@ use std::net::SocketAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use crate::body::{self, Body};
 use crate::config::{IdentityConfig, UpstreamConfig};
 use crate::error::{ApiError, TokenError};
 use crate::token::Claims;
+use crate::upstream::{PooledBody, Upstream};
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
 ];
 
 /// The form in which two header names mean the same to the app: lower case, `_` as `-`, since
@@ -44,6 +43,10 @@ pub fn header_key(name: &str) -> String {
 
 /// Removes `Connection` and every header it names, then the fixed hop-by-hop list.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one look at each name settles it without hashing.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -54,7 +57,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -85,9 +88,29 @@ pub fn remove_owned(headers: &mut HeaderMap, owned: &[String]) {
     }
 }
 
+/// The client at the other end of a connection, with its `X-Forwarded-For` value made once per
+/// connection rather than formatted for every request.
+#[derive(Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Peer {
+            addr,
+            forwarded_for,
+        }
+    }
+}
+
 pub struct Forwarder {
-    client: Client<HttpConnector, Body>,
-    upstream: Uri,
+    upstream: Upstream,
+    /// `Host` for a request that came without one (HTTP/1.0).
+    upstream_host: HeaderValue,
     timeout: std::time::Duration,
     identity: IdentityConfig,
     /// Header keys only authgate may set: identity and forwarding headers.
@@ -96,15 +119,15 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(upstream: &UpstreamConfig, identity: &IdentityConfig) -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(upstream.connect_timeout));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(upstream.pool_idle_timeout)
-            .pool_max_idle_per_host(256)
-            .http1_writev(false)
-            .build(connector);
+        let authority = upstream
+            .base
+            .authority()
+            .expect("the upstream URL is validated to have a host");
+        let address = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
         let owned = [
             identity.user_id_header.as_str(),
             identity.username_header.as_str(),
@@ -117,8 +140,13 @@ impl Forwarder {
         .map(|n| header_key(n))
         .collect();
         Forwarder {
-            client,
-            upstream: upstream.base.clone(),
+            upstream: Upstream::new(
+                address,
+                upstream.connect_timeout,
+                upstream.pool_idle_timeout,
+            ),
+            upstream_host: HeaderValue::from_str(authority.as_str())
+                .expect("an authority is a valid header value"),
             timeout: upstream.timeout,
             identity: identity.clone(),
             owned,
@@ -135,7 +163,7 @@ impl Forwarder {
         mut request: Request<Incoming>,
         path_and_query: &str,
         identity: Option<&Claims>,
-        client_addr: SocketAddr,
+        peer: &Peer,
     ) -> Result<Response<Body>, ApiError> {
         let upgrade = upgrade_protocol(request.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
@@ -169,31 +197,32 @@ impl Forwarder {
         }
         headers.insert(
             HeaderName::from_static("x-forwarded-for"),
-            HeaderValue::from_str(&client_addr.ip().to_string())
-                .expect("an IP address is a valid header value"),
+            peer.forwarded_for.clone(),
         );
         headers.insert(
             HeaderName::from_static("x-forwarded-proto"),
             HeaderValue::from_static("http"),
         );
-        if let Some(host) = original_host {
-            headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
-            headers.insert(header::HOST, host);
+        match original_host {
+            Some(host) => {
+                headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+                headers.insert(header::HOST, host);
+            }
+            // HTTP/1.0 without Host: the upstream still gets an HTTP/1.1 request, which needs one.
+            None => {
+                headers.insert(header::HOST, self.upstream_host.clone());
+            }
         }
 
-        let mut uri = self.upstream.clone().into_parts();
-        uri.path_and_query = Some(
-            path_and_query
-                .parse()
-                .map_err(|_| ApiError::BadRequest("Bad request target".into()))?,
-        );
-        parts.uri =
-            Uri::from_parts(uri).map_err(|_| ApiError::BadRequest("Bad request target".into()))?;
+        // Origin form: the connection already goes to the upstream.
+        parts.uri = path_and_query
+            .parse::<Uri>()
+            .map_err(|_| ApiError::BadRequest("Bad request target".into()))?;
         parts.version = Version::HTTP_11;
 
         let upstream_request = Request::from_parts(parts, body::stream(incoming));
         let response =
-            match tokio::time::timeout(self.timeout, self.client.request(upstream_request)).await {
+            match tokio::time::timeout(self.timeout, self.upstream.send(upstream_request)).await {
                 Err(_) => return Err(ApiError::UpstreamTimeout),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "upstream request failed");
@@ -229,7 +258,7 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 /// between them.
 fn join_upgraded(
     client_upgrade: hyper::upgrade::OnUpgrade,
-    mut response: Response<Incoming>,
+    mut response: Response<PooledBody>,
 ) -> Response<Body> {
     let upstream_upgrade = hyper::upgrade::on(&mut response);
     tokio::spawn(async move {

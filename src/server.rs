@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::dispatch;
 use crate::gate::Gate;
-use crate::proxy::Forwarder;
+use crate::proxy::{Forwarder, Peer};
 
 /// An accepted connection on its way to a worker, with its place under the connection cap.
 struct Accepted {
@@ -122,9 +122,9 @@ async fn worker(
         let Ok(stream) = tokio::net::TcpStream::from_std(accepted.stream) else {
             continue;
         };
-        let (gate, forwarder, client) = (gate.clone(), forwarder.clone(), accepted.client);
+        let (gate, forwarder, peer) = (gate.clone(), forwarder.clone(), Peer::new(accepted.client));
         let service = service_fn(move |request| {
-            dispatch::handle(gate.clone(), forwarder.clone(), request, client)
+            dispatch::handle(gate.clone(), forwarder.clone(), request, peer.clone())
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -246,6 +248,68 @@ async fn upstream_connections_are_pooled_and_reused() {
         "{} upstream connections for 50 sequential requests",
         s.upstream.connections()
     );
+}
+
+/// An upstream that closes each keep-alive connection soon after answering, as apps with a short
+/// idle timeout do: the pooled connection is found closed and the next request goes out on a new
+/// one, never failing.
+#[tokio::test]
+async fn connections_the_upstream_closed_are_not_reused() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut buf, mut head) = (vec![0u8; 8192], Vec::new());
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                // Keep-alive is implied by HTTP/1.1; the connection closes anyway.
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::start(&config_text(
+        &format!("http://127.0.0.1:{port}"),
+        &dir.path().join("closing.db"),
+        "",
+    ))
+    .await;
+    for _ in 0..5 {
+        let r = get(gate.addr, "/public/x", &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(&r.body[..], b"ok");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        5,
+        "one new connection per request"
+    );
+    gate.stop().await;
+}
+
+/// An upstream answer with `Connection: close` is passed on without that header, and the next
+/// request gets a new connection.
+#[tokio::test]
+async fn an_upstream_connection_close_is_not_passed_on_and_not_reused() {
+    let s = Setup::new().await;
+    let first = get(s.addr(), "/public/close", &[]).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.header("connection"), None);
+    let before = s.upstream.connections();
+    assert_eq!(get(s.addr(), "/public/x", &[]).await.status, StatusCode::OK);
+    assert_eq!(s.upstream.connections(), before + 1);
 }
 
 /// A client that never finishes its headers is cut off by the header read timeout (2s in tests).

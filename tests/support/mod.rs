@@ -142,6 +142,11 @@ async fn upstream_answer(req: Request<Incoming>, seen: &Mutex<Vec<Seen>>) -> Res
     response
         .headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
+    if target.contains("/close") {
+        response
+            .headers_mut()
+            .insert("connection", "close".parse().unwrap());
+    }
     response
 }
 
