@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind: the same binary and load give the same
+# count to within a few percent whatever else the machine does, so a change to the hot path can be
+# judged in one run where requests/s vary by ±20 %. User space only (authgate and its libraries).
+#
+#   bench/instructions.sh [auth|public] [path/to/authgate]
+#
+# Installs valgrind and wrk (Debian packages) when missing; builds the release binary unless one
+# is given. Prints the total per request and the 25 functions that cost the most.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+route=${1:-auth}
+binary=${2:-}
+
+if ! command -v valgrind >/dev/null || ! command -v wrk >/dev/null; then
+  echo "== installing valgrind and wrk" >&2
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq valgrind wrk >/dev/null
+fi
+cargo build --release --locked --example loadbench
+if [ -z "$binary" ]; then
+  cargo build --release --locked --bin authgate
+  binary=target/release/authgate
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() { kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+target/release/examples/loadbench upstream >"$work/upstream.port" &
+pids+=($!)
+while [ ! -s "$work/upstream.port" ]; do sleep 0.05; done
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$work/authgate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$port"
+workers = 1
+[upstream]
+url = "http://127.0.0.1:$(cat "$work/upstream.port")"
+[tokens]
+secret = "instructions-secret-0123456789-abcdefghijklmnopqrstuv"
+[store]
+path = "$work/authgate.db"
+[passwords]
+memory_kib = 1024
+iterations = 1
+[login_limits]
+per_user = 0
+per_address = 0
+[[routes]]
+path = "/public/**"
+access = "public"
+EOF
+RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
+  --callgrind-out-file="$work/callgrind.%p" "$binary" run --config "$work/authgate.toml" \
+  >"$work/authgate.log" 2>&1 &
+vg=$!
+pids+=($vg)
+base="http://127.0.0.1:$port"
+for _ in $(seq 600); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.2; done
+creds='{"username":"bench","password":"a perfectly fine password"}'
+curl -sf -XPOST -H 'Content-Type: application/json' -d "$creds" "$base/register" >/dev/null
+token=$(curl -sf -XPOST -H 'Content-Type: application/json' -d "$creds" "$base/login" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+headers=(); url="$base/public/x"
+if [ "$route" = auth ]; then headers=(-H "Authorization: Bearer $token"); url="$base/api/x"; fi
+
+wrk -t1 -c8 -d2s "${headers[@]}" "$url" >/dev/null # warm up: token remembered, pool filled
+callgrind_control -z "$vg" >/dev/null
+out=$(wrk -t1 -c8 -d10s "${headers[@]}" "$url")
+callgrind_control -d "$vg" >/dev/null
+sleep 1
+requests=$(echo "$out" | awk '/requests in/ {print $1}')
+if echo "$out" | grep -q "Non-2xx"; then echo "unexpected answers: $out" >&2; exit 1; fi
+profile=$(ls -t "$work"/callgrind.*.* | head -1)
+
+python3 - "$profile" "$requests" "$route" <<'EOF'
+import collections, re, sys
+path, requests, route = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+own = collections.Counter()
+function, after_call = None, False
+for line in open(path):
+    if line.startswith("fn="):
+        function = line[3:].strip()
+    elif line.startswith("calls="):
+        after_call = True
+    elif line[:1].isdigit() or line[:1] in "+-*":
+        parts = line.split()
+        if len(parts) >= 2:
+            if not after_call:
+                own[function] += int(parts[1])
+            after_call = False
+total = sum(own.values())
+print(f"{route} route: {requests} requests, {total / requests:,.0f} instructions per request")
+for function, cost in own.most_common(25):
+    name = re.sub(r"<[^<>]*>", "<>", re.sub(r"<[^<>]*>", "<>", function))
+    print(f"{cost / requests:8,.0f}  {name[:110]}")
+EOF
