@@ -28,6 +28,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() { kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
+[ -n "${KEEP_PROFILE:-}" ] && trap 'kill -9 "${pids[@]}" 2>/dev/null; cp "$work"/callgrind.*.* "$KEEP_PROFILE"; rm -rf "$work"' EXIT
 
 target/release/examples/loadbench upstream >"$work/upstream.port" &
 pids+=($!)

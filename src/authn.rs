@@ -39,14 +39,21 @@ pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, ApiErro
     if token.is_empty() || !all_visible(token) {
         return Err(ApiError::BadAuthHeader);
     }
-    std::str::from_utf8(token).map_err(|_| ApiError::BadAuthHeader)
+    // SAFETY: every byte of `token` was just checked to be visible ASCII, which is valid UTF-8.
+    Ok(unsafe { std::str::from_utf8_unchecked(token) })
 }
 
-/// Whether every byte is visible ASCII, `!` to `~`; a fold without early exit, so it vectorises.
+/// Whether every byte is visible ASCII, `!` to `~`. Folded 32 bytes at a time without early exit,
+/// so that the compiler turns it into vector instructions.
 fn all_visible(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .fold(true, |ok, &b| ok & (b.wrapping_sub(b'!') < b'~' - b'!' + 1))
+    let outside = |acc: u8, &b: &u8| acc | u8::from(b.wrapping_sub(b'!') > b'~' - b'!');
+    let mut chunks = bytes.chunks_exact(32);
+    let mut found = 0;
+    for chunk in &mut chunks {
+        found |= chunk.iter().fold(0, outside);
+    }
+    found |= chunks.remainder().iter().fold(0, outside);
+    found == 0
 }
 
 /// The claims of a valid, unrevoked token of `kind` (`None`: either kind) from `headers`. Until
