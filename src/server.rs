@@ -98,6 +98,17 @@ async fn worker(
     mut stopping: watch::Receiver<bool>,
 ) {
     let forwarder = Arc::new(Forwarder::new(&gate.config.upstream, &gate.config.identity));
+    // tokio wakes its own driver (an eventfd write, then an extra epoll turn) whenever a timer is
+    // set earlier than every timer pending when the driver last parked. With none pending, that
+    // was every request's header-read or upstream timer: 0.18 write syscalls per request
+    // (measured with perf). A timer that is always pending, a second away, keeps them from ever
+    // being the earliest.
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+        }
+    });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
