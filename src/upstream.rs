@@ -12,7 +12,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -22,6 +22,12 @@ use crate::body::Body;
 
 /// Idle connections kept per worker, at most.
 const MAX_IDLE: usize = 256;
+
+/// A connection idle for this long may be closed by the app just as a request goes out on it
+/// (its keep-alive timeout, often 2 to 5 s); a request that can safely be sent twice is then kept
+/// until an answer starts, and sent again on a new connection if none does. Connections busier
+/// than that are trusted, so a loaded gate never pays for the copy.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Why a request could not be sent to the upstream or its answer not read.
 #[derive(Debug)]
@@ -56,17 +62,19 @@ struct Idle {
 }
 
 impl Idle {
-    /// The most recently used connection that is still open; those idle for too long are closed.
-    fn take(&self) -> Option<SendRequest<Body>> {
+    /// The most recently used connection that is still open, and how long it has been idle;
+    /// those idle for too long are closed.
+    fn take(&self) -> Option<(SendRequest<Body>, Duration)> {
         let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((sender, since)) = connections.pop() {
-            if since.elapsed() > self.timeout {
+            let idle_for = since.elapsed();
+            if idle_for > self.timeout {
                 // The rest are older still.
                 connections.clear();
                 return None;
             }
             if !sender.is_closed() {
-                return Some(sender);
+                return Some((sender, idle_for));
             }
         }
         None
@@ -94,21 +102,27 @@ impl Upstream {
 
     /// Sends `request` (origin-form target, `Host` set) on an idle connection, or a new one when
     /// none is left. A request that an idle connection could not take, because the upstream had
-    /// closed it, is never half-sent: it goes out again on the next connection.
+    /// closed it, is never half-sent: it goes out again on the next connection. So does a
+    /// bodiless idempotent request on a connection that was idle for a while and that the app
+    /// closed as the request went out (see `REPLAY_AFTER_IDLE`).
     pub async fn send(
         &self,
         mut request: Request<Body>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        while let Some(mut sender) = self.idle.take() {
+        while let Some((mut sender, idle_for)) = self.idle.take() {
             // Ready once the connection has finished with its previous exchange.
             if sender.ready().await.is_err() {
                 continue;
             }
+            let replay = (idle_for >= REPLAY_AFTER_IDLE)
+                .then(|| replayable_copy(&request))
+                .flatten();
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.pooled(response, sender)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Err(UpstreamError::Http(e.into_error())),
+                Err(mut e) => match (e.take_message(), replay) {
+                    (Some(unsent), _) => request = unsent,
+                    (None, Some(copy)) if e.error().is_incomplete_message() => request = copy,
+                    (None, _) => return Err(UpstreamError::Http(e.into_error())),
                 },
             }
         }
@@ -155,6 +169,24 @@ impl Upstream {
             .then(|| (sender, self.idle.clone()));
         response.map(|inner| PooledBody { inner, back })
     }
+}
+
+/// A copy of `request` to send again if the connection fails before any answer: only for methods
+/// that are idempotent (RFC 9110 §9.2.2) and a body known to be empty, as nginx does.
+fn replayable_copy(request: &Request<Body>) -> Option<Request<Body>> {
+    let idempotent = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !request.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(crate::body::full(Bytes::new()));
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
 }
 
 /// An upstream response body that returns its connection to the pool once read to the end.

@@ -299,6 +299,84 @@ async fn connections_the_upstream_closed_are_not_reused() {
     gate.stop().await;
 }
 
+/// The keep-alive race: the app closes a connection that has been idle a while just as authgate
+/// sends the next request on it. A bodiless GET is sent again on a new connection and succeeds; a
+/// POST with a body is not sent twice, and its client gets 502.
+#[tokio::test]
+async fn a_get_on_a_connection_the_app_closes_as_it_arrives_is_sent_again() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let number = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                // Answers the first request on each connection; on the second, closes at once.
+                let (mut buf, mut head) = (vec![0u8; 8192], Vec::new());
+                for request in 1.. {
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    }
+                    head.clear();
+                    if request > 1 {
+                        return;
+                    }
+                    let body = format!("connection {number}");
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    stream.write_all(answer.as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(
+        &format!("http://127.0.0.1:{port}"),
+        &dir.path().join("race.db"),
+        "",
+    )
+    .replace("[server]\n", "[server]\nworkers = 1\n");
+    let gate = Gate::start(&config).await;
+
+    let first = get(gate.addr, "/public/a", &[]).await;
+    assert_eq!(
+        (first.status, &first.body[..]),
+        (StatusCode::OK, &b"connection 1"[..])
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let again = get(gate.addr, "/public/b", &[]).await;
+    assert_eq!(
+        (again.status, &again.body[..]),
+        (StatusCode::OK, &b"connection 2"[..])
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let post = send(
+        gate.addr,
+        request(
+            "POST",
+            "/public/c",
+            &[("content-type", "text/plain")],
+            "a body",
+        ),
+    )
+    .await;
+    assert_eq!(post.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the POST was not sent again"
+    );
+    gate.stop().await;
+}
+
 /// An upstream answer with `Connection: close` is passed on without that header, and the next
 /// request gets a new connection.
 #[tokio::test]
