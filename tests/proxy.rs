@@ -377,6 +377,29 @@ async fn a_get_on_a_connection_the_app_closes_as_it_arrives_is_sent_again() {
     gate.stop().await;
 }
 
+/// A HEAD answer has a length but no body; its connection goes back to the pool all the same, and
+/// the GETs after it reuse that one connection (one worker, so one pool).
+#[tokio::test]
+async fn a_head_request_leaves_its_connection_reusable() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(&upstream.url(), &dir.path().join("head.db"), "")
+        .replace("[server]\n", "[server]\nworkers = 1\n");
+    let gate = Gate::start(&config).await;
+    let head = send(gate.addr, request("HEAD", "/public/x", &[], "")).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.header("content-length").is_some());
+    assert!(head.body.is_empty());
+    for _ in 0..10 {
+        assert_eq!(
+            get(gate.addr, "/public/x", &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(upstream.connections(), 1);
+    gate.stop().await;
+}
+
 /// An upstream answer with `Connection: close` is passed on without that header, and the next
 /// request gets a new connection.
 #[tokio::test]
