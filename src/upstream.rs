@@ -121,7 +121,7 @@ impl Upstream {
                 Ok(response) => return Ok(self.pooled(response, sender)),
                 Err(mut e) => match (e.take_message(), replay) {
                     (Some(unsent), _) => request = unsent,
-                    (None, Some(copy)) if e.error().is_incomplete_message() => request = copy,
+                    (None, Some(copy)) if broke_before_answer(e.error()) => request = copy,
                     (None, _) => return Err(UpstreamError::Http(e.into_error())),
                 },
             }
@@ -169,6 +169,16 @@ impl Upstream {
             .then(|| (sender, self.idle.clone()));
         response.map(|inner| PooledBody { inner, back })
     }
+}
+
+/// Whether the connection ended before an answer was complete: closed (FIN) or reset (RST, as
+/// when the app closes a socket with our request still unread in it).
+fn broke_before_answer(error: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    error.is_incomplete_message()
+        || std::error::Error::source(error)
+            .and_then(|source| source.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted))
 }
 
 /// A copy of `request` to send again if the connection fails before any answer: only for methods

@@ -304,6 +304,18 @@ async fn connections_the_upstream_closed_are_not_reused() {
 /// POST with a body is not sent twice, and its client gets 502.
 #[tokio::test]
 async fn a_get_on_a_connection_the_app_closes_as_it_arrives_is_sent_again() {
+    keep_alive_race(false).await;
+}
+
+/// The same race when the app resets the connection (RST) rather than closing it.
+#[tokio::test]
+async fn a_get_on_a_connection_the_app_resets_as_it_arrives_is_sent_again() {
+    keep_alive_race(true).await;
+}
+
+/// An app that answers the first request on each connection and, on the second, closes the
+/// connection at once (with a reset when `reset`), in front of one worker.
+async fn keep_alive_race(reset: bool) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -312,7 +324,6 @@ async fn a_get_on_a_connection_the_app_closes_as_it_arrives_is_sent_again() {
         while let Ok((mut stream, _)) = listener.accept().await {
             let number = counter.fetch_add(1, Ordering::SeqCst) + 1;
             tokio::spawn(async move {
-                // Answers the first request on each connection; on the second, closes at once.
                 let (mut buf, mut head) = (vec![0u8; 8192], Vec::new());
                 for request in 1.. {
                     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -323,6 +334,9 @@ async fn a_get_on_a_connection_the_app_closes_as_it_arrives_is_sent_again() {
                     }
                     head.clear();
                     if request > 1 {
+                        if reset {
+                            stream.set_zero_linger().unwrap();
+                        }
                         return;
                     }
                     let body = format!("connection {number}");
