@@ -241,6 +241,8 @@ pub struct RawPasswords {
     pub max_concurrent_hashes: usize,
     /// How many may wait; beyond that a login or registration is answered 503 at once.
     pub max_waiting_hashes: usize,
+    /// How long one may wait for its turn before it is answered 503.
+    pub max_wait: String,
 }
 
 impl Default for RawPasswords {
@@ -251,6 +253,7 @@ impl Default for RawPasswords {
             parallelism: 1,
             max_concurrent_hashes: 0,
             max_waiting_hashes: 256,
+            max_wait: "10s".into(),
         }
     }
 }
@@ -387,6 +390,7 @@ pub struct PasswordConfig {
     pub parallelism: u32,
     pub max_concurrent_hashes: usize,
     pub max_waiting_hashes: usize,
+    pub max_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -458,6 +462,7 @@ impl Config {
         let store_connect_timeout = duration("store.connect_timeout", &raw.store.connect_timeout);
         let catch_up_interval = duration("store.catch_up_interval", &raw.store.catch_up_interval);
         let login_window = duration("login_limits.window", &raw.login_limits.window);
+        let hash_max_wait = duration("passwords.max_wait", &raw.passwords.max_wait);
 
         for (key, d) in [
             ("server.header_read_timeout", header_read_timeout),
@@ -469,6 +474,7 @@ impl Config {
             ("store.connect_timeout", store_connect_timeout),
             ("store.catch_up_interval", catch_up_interval),
             ("login_limits.window", login_window),
+            ("passwords.max_wait", hash_max_wait),
         ] {
             if d < Duration::from_secs(1) && !problems.iter().any(|p| p.starts_with(key)) {
                 problems.push(format!("{key} must be at least 1s"));
@@ -678,6 +684,7 @@ impl Config {
                 parallelism: p.parallelism,
                 max_concurrent_hashes,
                 max_waiting_hashes: p.max_waiting_hashes,
+                max_wait: hash_max_wait,
             },
             login_limits: LoginLimits {
                 per_user: raw.login_limits.per_user,
@@ -921,6 +928,17 @@ access = "public"
         assert_eq!(c.auth_prefix, "");
         assert_eq!(c.routes.rules().len(), 1);
         assert_eq!(c.identity.user_id_header.as_str(), "x-auth-user-id");
+        assert_eq!(c.passwords.max_wait, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_hash_wait_under_a_second_is_refused() {
+        let text = format!("{GOOD}[passwords]\nmax_wait = \"100ms\"\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("passwords.max_wait must be at least 1s"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct Passwords {
     /// The line to the hashing threads: `max_waiting_hashes` places. When it is full, callers are
     /// turned away at once rather than queueing without bound. The threads end with the last sender.
     line: SyncSender<Job>,
+    /// How long a request waits for its turn before it is turned away; its job is then skipped.
+    max_wait: std::time::Duration,
     /// A hash of a random password, verified against when the user does not exist, so an unknown
     /// user costs the same time as a wrong password.
     dummy_hash: Arc<str>,
@@ -51,6 +53,7 @@ impl Passwords {
         Passwords {
             argon2,
             line,
+            max_wait: config.max_wait,
             dummy_hash: dummy_hash.into(),
         }
     }
@@ -78,13 +81,19 @@ impl Passwords {
         Ok(ok && is_real)
     }
 
-    /// Runs `work` on a hashing thread, or answers `Busy` at once when the line is full.
+    /// Runs `work` on a hashing thread, or answers `Busy` at once when the line is full, or when
+    /// the work has not finished within `max_wait`: hashing runs at idle priority, so under a
+    /// saturating proxied load a login is told to come back rather than left hanging.
     async fn run_blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let answered = self.enqueue(work)?;
-        Ok(answered.await.expect("password hashing does not panic"))
+        match tokio::time::timeout(self.max_wait, answered).await {
+            Ok(result) => Ok(result.expect("password hashing does not panic")),
+            // Dropping `answered` closes the channel, so the job is skipped when its turn comes.
+            Err(_) => Err(Busy),
+        }
     }
 
     /// Puts `work` in line for a hashing thread; its result arrives on the returned channel.
@@ -165,6 +174,7 @@ mod tests {
             parallelism: 1,
             max_concurrent_hashes: 2,
             max_waiting_hashes: 4,
+            max_wait: std::time::Duration::from_secs(10),
         })
     }
 
@@ -206,6 +216,7 @@ mod tests {
             parallelism: 1,
             max_concurrent_hashes: 1,
             max_waiting_hashes: 1,
+            max_wait: std::time::Duration::from_millis(200),
         });
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, has_started) = oneshot::channel();
@@ -225,6 +236,40 @@ mod tests {
         assert!(running.await.unwrap());
         assert!(waiting.await.unwrap());
         assert!(p.hash("after the rush".into()).await.is_ok());
+    }
+
+    /// A hash that cannot start within `max_wait` is answered `Busy`, and its job is skipped
+    /// rather than run for a client that has been told to come back.
+    #[tokio::test]
+    async fn waiting_too_long_is_busy_and_the_job_is_skipped() {
+        let p = Passwords::new(&PasswordConfig {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent_hashes: 1,
+            max_waiting_hashes: 4,
+            max_wait: std::time::Duration::from_millis(200),
+        });
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = oneshot::channel();
+        let blocker = p
+            .enqueue(move || {
+                let _ = started.send(());
+                held.recv().is_ok()
+            })
+            .unwrap();
+        has_started.await.unwrap();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let waited = p
+            .run_blocking(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
+            .await;
+        assert!(waited.is_err(), "turned away after max_wait");
+        release.send(()).unwrap();
+        assert!(blocker.await.unwrap());
+        // The line has moved past the abandoned job without running it.
+        p.run_blocking(|| ()).await.unwrap();
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     /// The hashing threads run in SCHED_IDLE, so proxied requests always come first.
