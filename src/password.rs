@@ -136,17 +136,13 @@ fn hashing_thread(jobs: &Mutex<Receiver<Job>>) {
 
 /// Puts the calling thread in `SCHED_IDLE`: it runs when no other thread of the machine wants the
 /// CPU, so a login flood cannot take CPU time from proxied requests (measured in BENCHMARKS.md).
-/// Elsewhere than Linux, the lowest nice value does the same job less strictly.
+#[cfg(target_os = "linux")]
 fn lower_priority() {
-    #[cfg(target_os = "linux")]
     // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid, initialised param.
     let failed = unsafe {
         let param = libc::sched_param { sched_priority: 0 };
         libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0
     };
-    #[cfg(not(target_os = "linux"))]
-    // SAFETY: setpriority on the calling process with constant arguments.
-    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 };
     if failed {
         tracing::warn!(
             error = %std::io::Error::last_os_error(),
@@ -154,6 +150,11 @@ fn lower_priority() {
         );
     }
 }
+
+/// Elsewhere there is no per-thread equivalent (`setpriority` would lower the whole process), so
+/// hashing runs at normal priority and only `max_concurrent_hashes` keeps it in bounds.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 fn hash_with(argon2: &Argon2<'_>, password: &[u8]) -> String {
     let salt = SaltString::generate(&mut OsRng);
