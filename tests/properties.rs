@@ -922,7 +922,7 @@ proptest! {
             };
             prop_assert_eq!(built.signature, Signature::Hmac(expected_key), "{:?}", built);
             prop_assert_eq!(claims.iss.as_str(), "authgate");
-            prop_assert!(claims.exp + 5 > now, "{:?}", claims);
+            prop_assert!(claims.exp.saturating_add(5) > now, "{:?}", claims);
         }
     }
 }
