@@ -168,15 +168,20 @@ fn hash_with(argon2: &Argon2<'_>, password: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn cheap() -> Passwords {
+    /// Cheap argon2 parameters, with the given hashing threads, waiting places and wait.
+    fn cheap_with(threads: usize, waiting: usize, max_wait: std::time::Duration) -> Passwords {
         Passwords::new(&PasswordConfig {
             memory_kib: 1024,
             iterations: 1,
             parallelism: 1,
-            max_concurrent_hashes: 2,
-            max_waiting_hashes: 4,
-            max_wait: std::time::Duration::from_secs(10),
+            max_concurrent_hashes: threads,
+            max_waiting_hashes: waiting,
+            max_wait,
         })
+    }
+
+    fn cheap() -> Passwords {
+        cheap_with(2, 4, std::time::Duration::from_secs(10))
     }
 
     #[tokio::test]
@@ -211,14 +216,7 @@ mod tests {
     /// away; once the line has moved, hashing works again.
     #[tokio::test]
     async fn the_line_has_a_length() {
-        let p = Passwords::new(&PasswordConfig {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-            max_concurrent_hashes: 1,
-            max_waiting_hashes: 1,
-            max_wait: std::time::Duration::from_millis(200),
-        });
+        let p = cheap_with(1, 1, std::time::Duration::from_millis(200));
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, has_started) = oneshot::channel();
         let running = p
@@ -243,14 +241,7 @@ mod tests {
     /// rather than run for a client that has been told to come back.
     #[tokio::test]
     async fn waiting_too_long_is_busy_and_the_job_is_skipped() {
-        let p = Passwords::new(&PasswordConfig {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-            max_concurrent_hashes: 1,
-            max_waiting_hashes: 4,
-            max_wait: std::time::Duration::from_millis(200),
-        });
+        let p = cheap_with(1, 4, std::time::Duration::from_millis(200));
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, has_started) = oneshot::channel();
         let blocker = p

@@ -255,29 +255,16 @@ async fn upstream_connections_are_pooled_and_reused() {
 /// one, never failing.
 #[tokio::test]
 async fn connections_the_upstream_closed_are_not_reused() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let (mut buf, mut head) = (vec![0u8; 8192], Vec::new());
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
-                }
-                // Keep-alive is implied by HTTP/1.1; the connection closes anyway.
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            });
+    let (port, accepted) = raw_upstream(|mut stream, _| async move {
+        if read_request_head(&mut stream).await {
+            // Keep-alive is implied by HTTP/1.1; the connection closes anyway.
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    });
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::start(&config_text(
         &format!("http://127.0.0.1:{port}"),
@@ -316,46 +303,27 @@ async fn a_get_on_a_connection_the_app_resets_as_it_arrives_is_sent_again() {
 /// An app that answers the first request on each connection and, on the second, closes the
 /// connection at once (with a reset when `reset`), in front of one worker.
 async fn keep_alive_race(reset: bool) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let number = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            tokio::spawn(async move {
-                let (mut buf, mut head) = (vec![0u8; 8192], Vec::new());
-                for request in 1.. {
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-                            _ => return,
-                        }
-                    }
-                    head.clear();
-                    if request > 1 {
-                        if reset {
-                            stream.set_zero_linger().unwrap();
-                        }
-                        return;
-                    }
-                    let body = format!("connection {number}");
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    stream.write_all(answer.as_bytes()).await.unwrap();
-                }
-            });
+    let (port, accepted) = raw_upstream(move |mut stream, number| async move {
+        if !read_request_head(&mut stream).await {
+            return;
         }
-    });
+        let body = format!("connection {number}");
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(answer.as_bytes()).await.unwrap();
+        if read_request_head(&mut stream).await && reset {
+            stream.set_zero_linger().unwrap();
+        }
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config_text(
+    let config = one_worker(config_text(
         &format!("http://127.0.0.1:{port}"),
         &dir.path().join("race.db"),
         "",
-    )
-    .replace("[server]\n", "[server]\nworkers = 1\n");
+    ));
     let gate = Gate::start(&config).await;
 
     let first = get(gate.addr, "/public/a", &[]).await;
@@ -391,14 +359,56 @@ async fn keep_alive_race(reset: bool) {
     gate.stop().await;
 }
 
+/// A hand-written upstream, for what hyper's server will not do on cue (close or reset a
+/// keep-alive connection at a chosen moment): `serve` gets each accepted connection and its
+/// number, from 1. Returns its port and a count of the connections it accepted.
+async fn raw_upstream<F, Fut>(serve: F) -> (u16, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let number = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(serve(stream, number));
+        }
+    });
+    (port, accepted)
+}
+
+/// Reads one request head (the requests of these tests have no body, or one that is never read);
+/// false when the connection ends first.
+async fn read_request_head(stream: &mut tokio::net::TcpStream) -> bool {
+    let (mut buf, mut head) = (vec![0u8; 8192], Vec::new());
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A test config with one worker, so one upstream pool serves every request.
+fn one_worker(config: String) -> String {
+    config.replace("[server]\n", "[server]\nworkers = 1\n")
+}
+
 /// A HEAD answer has a length but no body; its connection goes back to the pool all the same, and
 /// the GETs after it reuse that one connection (one worker, so one pool).
 #[tokio::test]
 async fn a_head_request_leaves_its_connection_reusable() {
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config_text(&upstream.url(), &dir.path().join("head.db"), "")
-        .replace("[server]\n", "[server]\nworkers = 1\n");
+    let config = one_worker(config_text(
+        &upstream.url(),
+        &dir.path().join("head.db"),
+        "",
+    ));
     let gate = Gate::start(&config).await;
     let head = send(gate.addr, request("HEAD", "/public/x", &[], "")).await;
     assert_eq!(head.status, StatusCode::OK);
