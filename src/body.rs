@@ -5,7 +5,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Any error a body can end with: hyper's, for a client's body, or the upstream client's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A complete body from bytes we produced ourselves.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -17,9 +20,10 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// A streamed body (a client's request or the upstream's answer), passed on chunk by chunk.
 pub fn stream<B>(body: B) -> Body
 where
-    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
 {
-    body.boxed()
+    body.map_err(Into::into).boxed()
 }
 
 /// Why a body could not be read whole.

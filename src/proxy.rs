@@ -7,12 +7,13 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 use crate::body::{self, Body};
 use crate::config::{IdentityConfig, UpstreamConfig};
 use crate::error::{ApiError, TokenError};
 use crate::token::Claims;
-use crate::upstream::{PooledBody, Upstream};
+use crate::upstream::{Upstream, UpstreamBody};
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -168,49 +169,47 @@ impl Forwarder {
         let upgrade = upgrade_protocol(request.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let (mut parts, incoming) = request.into_parts();
-        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
+        remove_hop_by_hop(&mut parts.headers);
+        remove_owned(&mut parts.headers, &self.owned);
+
+        let host = match parts.headers.get(header::HOST) {
+            Some(host) => Some(host.clone()),
+            // An absolute-form target names the host itself; HTTP/1.0 may name none.
+            None => parts
                 .uri
                 .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-
-        let headers = &mut parts.headers;
-        remove_hop_by_hop(headers);
-        remove_owned(headers, &self.owned);
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        // Written after the client's own headers, none of which has any of these names now:
+        // added this way rather than into the map, which would grow and rehash for them.
+        let mut extra = Extra::default();
+        if !parts.headers.contains_key(header::HOST) {
+            // The upstream gets HTTP/1.1, which needs a Host.
+            extra.push(
+                "host",
+                host.as_ref().unwrap_or(&self.upstream_host).as_bytes(),
+            );
+        }
+        if let Some(host) = &host {
+            extra.push("x-forwarded-host", host.as_bytes());
+        }
+        extra.push("x-forwarded-for", peer.forwarded_for.as_bytes());
+        extra.push("x-forwarded-proto", b"http");
         if let Some(protocol) = &upgrade {
-            headers.insert(header::UPGRADE, protocol.clone());
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            extra.push("upgrade", protocol.as_bytes());
+            extra.push("connection", b"upgrade");
         }
         if let Some(claims) = identity {
             // Names are sent as UTF-8; one that cannot be a header value at all (a control
             // character in a token signed elsewhere) is refused rather than forwarded without it.
-            let value = |text: &str| {
-                HeaderValue::from_bytes(text.as_bytes())
-                    .map_err(|_| ApiError::Token(TokenError::Invalid("Invalid token claims")))
-            };
-            headers.insert(self.identity.user_id_header.clone(), value(&claims.sub)?);
-            headers.insert(
-                self.identity.username_header.clone(),
-                value(&claims.username)?,
-            );
-        }
-        headers.insert(
-            HeaderName::from_static("x-forwarded-for"),
-            peer.forwarded_for.clone(),
-        );
-        headers.insert(
-            HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static("http"),
-        );
-        match original_host {
-            Some(host) => {
-                headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
-                headers.insert(header::HOST, host);
-            }
-            // HTTP/1.0 without Host: the upstream still gets an HTTP/1.1 request, which needs one.
-            None => {
-                headers.insert(header::HOST, self.upstream_host.clone());
+            for (name, value) in [
+                (&self.identity.user_id_header, &claims.sub),
+                (&self.identity.username_header, &claims.username),
+            ] {
+                if !is_field_value(value.as_bytes()) {
+                    return Err(ApiError::Token(TokenError::Invalid("Invalid token claims")));
+                }
+                extra.push(name.as_str(), value.as_bytes());
             }
         }
 
@@ -221,15 +220,15 @@ impl Forwarder {
         parts.version = Version::HTTP_11;
 
         let upstream_request = Request::from_parts(parts, body::stream(incoming));
-        let response =
-            match tokio::time::timeout(self.timeout, self.upstream.send(upstream_request)).await {
-                Err(_) => return Err(ApiError::UpstreamTimeout),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "upstream request failed");
-                    return Err(ApiError::UpstreamUnavailable);
-                }
-                Ok(Ok(response)) => response,
-            };
+        let sent = self.upstream.send(upstream_request, extra.fields());
+        let response = match tokio::time::timeout(self.timeout, sent).await {
+            Err(_) => return Err(ApiError::UpstreamTimeout),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "upstream request failed");
+                return Err(ApiError::UpstreamUnavailable);
+            }
+            Ok(Ok(response)) => response,
+        };
         if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
             (client_upgrade, response.status())
         {
@@ -239,6 +238,32 @@ impl Forwarder {
         remove_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, body::stream(incoming)))
     }
+}
+
+/// Headers authgate adds to a request, at most eight.
+#[derive(Default)]
+struct Extra<'a> {
+    fields: [(&'a str, &'a [u8]); 8],
+    count: usize,
+}
+
+impl<'a> Extra<'a> {
+    fn push(&mut self, name: &'a str, value: &'a [u8]) {
+        self.fields[self.count] = (name, value);
+        self.count += 1;
+    }
+
+    fn fields(&self) -> &[(&'a str, &'a [u8])] {
+        &self.fields[..self.count]
+    }
+}
+
+/// Whether `bytes` may be a header field's value (RFC 9110 §5.5): visible characters, spaces and
+/// tabs, no control characters, so nothing can end the field early.
+fn is_field_value(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f))
 }
 
 /// The protocol a request asks to upgrade to, when its `Connection` header lists `upgrade`.
@@ -254,25 +279,28 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .flatten()
 }
 
-/// Answers the client with the upstream's 101 and, once both sides have switched, copies bytes
-/// between them.
+/// Answers the client with the upstream's 101 and, once the client has switched too, copies bytes
+/// between the two connections until either side closes.
 fn join_upgraded(
     client_upgrade: hyper::upgrade::OnUpgrade,
-    mut response: Response<PooledBody>,
+    response: Response<UpstreamBody>,
 ) -> Response<Body> {
-    let upstream_upgrade = hyper::upgrade::on(&mut response);
-    tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade did not complete");
-                return;
+    let (parts, upstream) = response.into_parts();
+    if let Some((mut upstream, sent_early)) = upstream.into_upgraded() {
+        tokio::spawn(async move {
+            let client = match client_upgrade.await {
+                Ok(client) => client,
+                Err(e) => {
+                    tracing::debug!(error = %e, "upgrade did not complete");
+                    return;
+                }
+            };
+            let mut client = TokioIo::new(client);
+            if client.write_all(&sent_early).await.is_ok() {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             }
-        };
-        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-    });
-    let (parts, _) = response.into_parts();
+        });
+    }
     // The 101's Connection and Upgrade headers are the handshake itself: they stay.
     Response::from_parts(parts, body::full(bytes::Bytes::new()))
 }
@@ -309,6 +337,20 @@ mod tests {
         remove_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn field_values_may_hold_anything_but_control_characters() {
+        assert!(is_field_value(b"J\xc3\xbcrgen O'Brien\t(admin)"));
+        assert!(is_field_value(b""));
+        for bad in [
+            &b"a\r\nx-auth-user-id: 1"[..],
+            b"a\nb",
+            b"nul\0",
+            b"del\x7f",
+        ] {
+            assert!(!is_field_value(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,40 +1,59 @@
-//! Connections to the upstream: one pool per worker of HTTP/1.1 keep-alive connections, made with
-//! hyper's connection API and reused last in, first out. A connection goes back to its pool when
-//! its response body has been read to the end; one dropped half-read is closed, never reused.
+//! Connections to the upstream: HTTP/1.1 spoken directly on each worker's pool of keep-alive
+//! connections, reused last in, first out. A connection goes back to its pool when its answer
+//! has been read to the end and nothing about it was out of the ordinary; any other is closed.
 //!
-//! hyper-util's pool did the same job at a fifth of an authenticated request's instructions
-//! (callgrind): it hashes its key with SipHash several times per request and spawns a task per
-//! request to learn that a connection is free again. A worker's pool needs neither.
+//! hyper's client gives each connection a task of its own, and hands requests, answers and body
+//! chunks to it through channels: a third of an authenticated request's instructions (callgrind).
+//! Here the request's own task writes the request and reads the answer, and the connection travels
+//! with the answer's body until it is read. Heads are parsed by `httparse`, as in hyper.
+//!
+//! Rules kept for the connection's sake (RFC 9112): an answer's length comes from
+//! `Transfer-Encoding`, then `Content-Length` (every value the same), else it runs until the
+//! connection closes. An answer with both, with an unknown coding, from HTTP/1.0, with
+//! `Connection: close`, or followed by stray bytes leaves its connection closed after it.
 
+use std::future::poll_fn;
+use std::io::{self, ErrorKind};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use hyper::body::{Body as _, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::{Body as _, Frame, SizeHint};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use crate::body::Body;
+use crate::body::{Body, BoxError};
 
 /// Idle connections kept per worker, at most.
 const MAX_IDLE: usize = 256;
-
-/// A connection idle for this long may be closed by the app just as a request goes out on it
-/// (its keep-alive timeout, often 2 to 5 s); a request that can safely be sent twice is then kept
-/// until an answer starts, and sent again on a new connection if none does. Connections busier
-/// than that are trusted, so a loaded gate never pays for the copy.
-const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// The longest answer head accepted, and the most header fields in it.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// The longest chunk-size line (extensions included), and the most trailer bytes after the last.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 64 * 1024;
+/// Room made in a connection's read buffer before each read.
+const READ_SIZE: usize = 16 * 1024;
+/// Request body bytes gathered before they are written.
+const WRITE_SIZE: usize = 64 * 1024;
 
 /// Why a request could not be sent to the upstream or its answer not read.
 #[derive(Debug)]
 pub enum UpstreamError {
-    Connect(std::io::Error),
+    Connect(io::Error),
     ConnectTimeout,
-    Http(hyper::Error),
+    Io(io::Error),
+    /// The upstream closed the connection before its answer was complete.
+    Closed,
+    /// The answer broke HTTP/1.1's rules.
+    Invalid(&'static str),
+    /// The client's request body could not be read.
+    Body(BoxError),
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -42,7 +61,27 @@ impl std::fmt::Display for UpstreamError {
         match self {
             UpstreamError::Connect(e) => write!(f, "connecting to the upstream: {e}"),
             UpstreamError::ConnectTimeout => f.write_str("connecting to the upstream timed out"),
-            UpstreamError::Http(e) => write!(f, "{e}"),
+            UpstreamError::Io(e) => write!(f, "upstream connection: {e}"),
+            UpstreamError::Closed => f.write_str("the upstream closed the connection mid-answer"),
+            UpstreamError::Invalid(why) => write!(f, "invalid answer from the upstream: {why}"),
+            UpstreamError::Body(e) => write!(f, "reading the request body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {}
+
+impl UpstreamError {
+    /// The connection ended under the request: closed (FIN) or reset (RST, as when the app closes
+    /// a socket with our request still unread in it).
+    fn connection_lost(&self) -> bool {
+        match self {
+            UpstreamError::Closed => true,
+            UpstreamError::Io(e) => matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+            ),
+            _ => false,
         }
     }
 }
@@ -55,35 +94,75 @@ pub struct Upstream {
     idle: Arc<Idle>,
 }
 
+/// One open connection, and what the upstream sent on it that has not been consumed yet.
+struct Connection {
+    stream: TcpStream,
+    read: BytesMut,
+}
+
+impl Connection {
+    /// Reads what is there into the buffer; `Ok(0)` at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_SIZE / 4 {
+            self.read.reserve(READ_SIZE);
+        }
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            match self.stream.try_read_buf(&mut self.read) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    /// Whether an idle connection can take a request: the app has neither closed it nor sent
+    /// anything unasked. Costs a read only when the reactor has seen the socket readable.
+    fn fit_for_reuse(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readiness can be left over from the last answer; a read tells which it is.
+            Poll::Ready(Ok(())) => matches!(
+                self.stream.try_read(&mut [0; 1]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock
+            ),
+        }
+    }
+}
+
 /// Connections with no request on them, the most recently used last.
 struct Idle {
-    connections: Mutex<Vec<(SendRequest<Body>, Instant)>>,
+    connections: Mutex<Vec<(Connection, Instant)>>,
     timeout: Duration,
 }
 
 impl Idle {
-    /// The most recently used connection that is still open, and how long it has been idle;
-    /// those idle for too long are closed.
-    fn take(&self) -> Option<(SendRequest<Body>, Duration)> {
+    /// The most recently used connection that is still fit for a request; those idle for too long
+    /// are closed.
+    fn take(&self) -> Option<Connection> {
         let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((sender, since)) = connections.pop() {
-            let idle_for = since.elapsed();
-            if idle_for > self.timeout {
+        while let Some((mut connection, since)) = connections.pop() {
+            if since.elapsed() > self.timeout {
                 // The rest are older still.
                 connections.clear();
                 return None;
             }
-            if !sender.is_closed() {
-                return Some((sender, idle_for));
+            if connection.fit_for_reuse() {
+                return Some(connection);
             }
         }
         None
     }
 
-    fn put(&self, sender: SendRequest<Body>) {
+    fn put(&self, connection: Connection) {
+        // Bytes after the end of an answer mean the two sides no longer agree where messages end.
+        if !connection.read.is_empty() {
+            return;
+        }
         let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
         if connections.len() < MAX_IDLE {
-            connections.push((sender, Instant::now()));
+            connections.push((connection, Instant::now()));
         }
     }
 }
@@ -100,42 +179,37 @@ impl Upstream {
         }
     }
 
-    /// Sends `request` (origin-form target, `Host` set) on an idle connection, or a new one when
-    /// none is left. A request that an idle connection could not take, because the upstream had
-    /// closed it, is never half-sent: it goes out again on the next connection. So does a
-    /// bodiless idempotent request on a connection that was idle for a while and that the app
-    /// closed as the request went out (see `REPLAY_AFTER_IDLE`).
+    /// Sends `request` (origin-form target), with the `extra` header fields after its own, on an
+    /// idle connection, or a new one when none is left. The fields are written as given: valid
+    /// names and values, and a `Host` among them or in the request.
+    ///
+    /// When an idle connection turns out to be closed under the request, the request goes out
+    /// again on the next one if the app cannot have seen it: nothing of it was written, or it has
+    /// no body and an idempotent method (RFC 9110 §9.2.2) and no answer had begun, as nginx does.
     pub async fn send(
         &self,
-        mut request: Request<Body>,
-    ) -> Result<Response<PooledBody>, UpstreamError> {
-        while let Some((mut sender, idle_for)) = self.idle.take() {
-            // Ready once the connection has finished with its previous exchange.
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            let replay = (idle_for >= REPLAY_AFTER_IDLE)
-                .then(|| replayable_copy(&request))
-                .flatten();
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.pooled(response, sender)),
-                Err(mut e) => match (e.take_message(), replay) {
-                    (Some(unsent), _) => request = unsent,
-                    (None, Some(copy)) if broke_before_answer(e.error()) => request = copy,
-                    (None, _) => return Err(UpstreamError::Http(e.into_error())),
-                },
+        request: Request<Body>,
+        extra: &[(&str, &[u8])],
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let mut outgoing = Outgoing::new(request, extra);
+        while let Some(mut connection) = self.idle.take() {
+            match exchange(&mut connection, &mut outgoing).await {
+                Ok(answer) => return Ok(self.answer(connection, answer, outgoing)),
+                Err(failure) if failure.connection_lost() && outgoing.can_go_again() => {
+                    outgoing.rewind();
+                }
+                Err(failure) => return Err(failure.error),
             }
         }
         // Boxed: connecting is rare, and its state would otherwise weigh on every request's future.
-        let mut sender = Box::pin(self.connect()).await?;
-        let response = sender
-            .send_request(request)
+        let mut connection = Box::pin(self.connect()).await?;
+        let answer = exchange(&mut connection, &mut outgoing)
             .await
-            .map_err(UpstreamError::Http)?;
-        Ok(self.pooled(response, sender))
+            .map_err(|failure| failure.error)?;
+        Ok(self.answer(connection, answer, outgoing))
     }
 
-    async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
+    async fn connect(&self) -> Result<Connection, UpstreamError> {
         let stream = tokio::time::timeout(
             self.connect_timeout,
             TcpStream::connect(self.address.as_str()),
@@ -144,109 +218,790 @@ impl Upstream {
         .map_err(|_| UpstreamError::ConnectTimeout)?
         .map_err(UpstreamError::Connect)?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            // Small requests go out in one write of one buffer rather than a vectored write.
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(UpstreamError::Http)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(Connection {
+            stream,
+            read: BytesMut::with_capacity(READ_SIZE),
+        })
     }
 
-    /// The answer, with its connection attached to the body, to come back to the pool at its end.
-    /// A `101` hands its connection over to the upgrade, so that one never comes back.
-    fn pooled(
+    /// The answer, with its connection attached to the body until the body's end, and the rest of
+    /// the request when it is still going out. An answer with no body gives its connection back
+    /// at once.
+    fn answer(
         &self,
-        response: Response<Incoming>,
-        sender: SendRequest<Body>,
-    ) -> Response<PooledBody> {
-        let back = (response.status() != StatusCode::SWITCHING_PROTOCOLS)
-            .then(|| (sender, self.idle.clone()));
-        response.map(|inner| PooledBody { inner, back })
+        connection: Connection,
+        answer: Answer,
+        outgoing: Outgoing,
+    ) -> Response<UpstreamBody> {
+        let Answer {
+            head,
+            framing,
+            reusable,
+        } = answer;
+        let back = reusable.then(|| self.idle.clone());
+        let mut body = UpstreamBody {
+            connection: Some(connection),
+            framing,
+            back,
+            outgoing: (!outgoing.finished()).then(|| Box::new(outgoing)),
+        };
+        if matches!(body.framing, Framing::Done) {
+            body.finish();
+        }
+        head.map(|()| body)
     }
 }
 
-/// Whether the connection ended before an answer was complete: closed (FIN) or reset (RST, as
-/// when the app closes a socket with our request still unread in it).
-fn broke_before_answer(error: &hyper::Error) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-    error.is_incomplete_message()
-        || std::error::Error::source(error)
-            .and_then(|source| source.downcast_ref::<std::io::Error>())
-            .is_some_and(|io| matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted))
+/// A request ready to go out, encoded once so that it can go out again on another connection.
+struct Outgoing {
+    /// Bytes to write: the head, then body bytes as they come; `written` of them have been.
+    buffer: Vec<u8>,
+    written: usize,
+    /// Whether any byte of the request has been handed to a socket.
+    sent_any: bool,
+    /// The body, until its end has been buffered.
+    body: Option<Body>,
+    chunked: bool,
+    /// Without a body and idempotent: safe to send twice.
+    replayable: bool,
+    /// A `HEAD` answer has no body whatever its headers say.
+    head_only: bool,
+    /// The request asks to switch protocols, so a `101` is a valid answer.
+    upgrade: bool,
 }
 
-/// A copy of `request` to send again if the connection fails before any answer: only for methods
-/// that are idempotent (RFC 9110 §9.2.2) and a body known to be empty, as nginx does.
-fn replayable_copy(request: &Request<Body>) -> Option<Request<Body>> {
-    let idempotent = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    if !idempotent || !request.body().is_end_stream() {
-        return None;
+impl Outgoing {
+    fn new(request: Request<Body>, extra: &[(&str, &[u8])]) -> Outgoing {
+        let (parts, body) = request.into_parts();
+        let body = (!body.is_end_stream()).then_some(body);
+        // The length the client gave, which hyper's server has held its body to, or chunks.
+        let chunked = body.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH);
+
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let fields = || {
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes()))
+                .chain(extra.iter().copied())
+        };
+        // The size of what follows, so that it takes one allocation.
+        let size = fields().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>() + target.len() + 64;
+        let mut buffer = Vec::with_capacity(size);
+        buffer.extend_from_slice(parts.method.as_str().as_bytes());
+        buffer.push(b' ');
+        buffer.extend_from_slice(target.as_bytes());
+        buffer.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in fields() {
+            buffer.extend_from_slice(name.as_bytes());
+            buffer.extend_from_slice(b": ");
+            buffer.extend_from_slice(value);
+            buffer.extend_from_slice(b"\r\n");
+        }
+        if chunked {
+            buffer.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        buffer.extend_from_slice(b"\r\n");
+
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        Outgoing {
+            buffer,
+            written: 0,
+            sent_any: false,
+            replayable: idempotent && body.is_none(),
+            body,
+            chunked,
+            head_only: parts.method == Method::HEAD,
+            upgrade: extra
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("upgrade")),
+        }
     }
-    let mut copy = Request::new(crate::body::full(Bytes::new()));
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    Some(copy)
-}
 
-/// An upstream response body that returns its connection to the pool once read to the end.
-pub struct PooledBody {
-    inner: Incoming,
-    back: Option<(SendRequest<Body>, Arc<Idle>)>,
-}
+    /// Whether all of the request has been written.
+    fn finished(&self) -> bool {
+        self.body.is_none() && self.written == self.buffer.len()
+    }
 
-impl PooledBody {
-    fn release(&mut self) {
-        if let Some((sender, idle)) = self.back.take() {
-            idle.put(sender);
+    fn can_go_again(&self) -> bool {
+        !self.sent_any || self.replayable
+    }
+
+    /// Ready to be written from the start on another connection. What was buffered is still
+    /// there: either nothing was written, or the request is its head alone.
+    fn rewind(&mut self) {
+        self.written = 0;
+        self.sent_any = false;
+    }
+
+    /// Writes the request, taking body bytes as they come.
+    fn poll_send(
+        &mut self,
+        stream: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), UpstreamError>> {
+        loop {
+            // What the body has ready goes with what is waiting, so a small request is one write.
+            while self.buffer.len() < WRITE_SIZE {
+                let Some(body) = self.body.as_mut() else {
+                    break;
+                };
+                match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(UpstreamError::Body(e))),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        // Trailers are not passed on.
+                        if let Ok(data) = frame.into_data() {
+                            self.push_data(&data);
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        if self.chunked {
+                            self.buffer.extend_from_slice(b"0\r\n\r\n");
+                        }
+                        self.body = None;
+                    }
+                }
+            }
+            if self.written == self.buffer.len() {
+                // The body's waker is registered when it has more to come.
+                return match self.body {
+                    None => Poll::Ready(Ok(())),
+                    Some(_) => Poll::Pending,
+                };
+            }
+            let unwritten = &self.buffer[self.written..];
+            let n = ready!(Pin::new(&mut *stream).poll_write(cx, unwritten))
+                .map_err(UpstreamError::Io)?;
+            if n == 0 {
+                return Poll::Ready(Err(UpstreamError::Io(ErrorKind::WriteZero.into())));
+            }
+            self.written += n;
+            self.sent_any = true;
+            // A replayable request keeps its head for another go.
+            if self.written == self.buffer.len() && !self.replayable {
+                self.buffer.clear();
+                self.written = 0;
+            }
+        }
+    }
+
+    fn push_data(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if self.chunked {
+            self.buffer
+                .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            self.buffer.extend_from_slice(data);
+            self.buffer.extend_from_slice(b"\r\n");
+        } else {
+            self.buffer.extend_from_slice(data);
         }
     }
 }
 
-impl hyper::body::Body for PooledBody {
+/// What went wrong in one exchange, and whether the app may have seen any of the request.
+struct Failure {
+    error: UpstreamError,
+    answer_begun: bool,
+}
+
+impl Failure {
+    fn connection_lost(&self) -> bool {
+        !self.answer_begun && self.error.connection_lost()
+    }
+}
+
+/// An answer's head, how its body is framed, and whether its connection can serve again.
+struct Answer {
+    head: Response<()>,
+    framing: Framing,
+    reusable: bool,
+}
+
+/// Writes the request and reads the answer's head, both at once: an app may answer before it has
+/// read the whole body, to echo it as it comes or to refuse it (413). The body then goes on being
+/// sent alongside the answer's (see `UpstreamBody`).
+async fn exchange(connection: &mut Connection, outgoing: &mut Outgoing) -> Result<Answer, Failure> {
+    let mut sending = true;
+    let mut write_error = None;
+    let mut answer_begun = false;
+    poll_fn(|cx| {
+        if sending {
+            match outgoing.poll_send(&mut connection.stream, cx) {
+                Poll::Ready(Ok(())) => sending = false,
+                Poll::Ready(Err(UpstreamError::Io(e))) => {
+                    // The app may have answered before it closed: read that first.
+                    sending = false;
+                    write_error = Some(UpstreamError::Io(e));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            match parse_head(&mut connection.read, outgoing) {
+                Ok(Some(mut answer)) => {
+                    // The app stopped reading before the request's end: it is read no further.
+                    if write_error.is_some() {
+                        answer.reusable = false;
+                        outgoing.body = None;
+                        outgoing.written = outgoing.buffer.len();
+                    }
+                    return Poll::Ready(Ok(answer));
+                }
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            if connection.read.len() >= MAX_HEAD {
+                return Poll::Ready(Err(UpstreamError::Invalid("answer head too large")));
+            }
+            match ready!(connection.poll_fill(cx)) {
+                Ok(0) => {
+                    return Poll::Ready(Err(write_error.take().unwrap_or(UpstreamError::Closed)));
+                }
+                Ok(_) => answer_begun = true,
+                Err(e) => {
+                    return Poll::Ready(Err(write_error.take().unwrap_or(UpstreamError::Io(e))));
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|error| Failure {
+        error,
+        answer_begun,
+    })
+}
+
+/// Parses an answer head at the start of `read` and takes it out: `None` until it is complete.
+/// Interim answers (`100 Continue`, `103 Early Hints`) are skipped.
+fn parse_head(read: &mut BytesMut, outgoing: &Outgoing) -> Result<Option<Answer>, UpstreamError> {
+    loop {
+        let mut fields = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            read,
+            &mut fields,
+        ) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(UpstreamError::Invalid("too many header fields"));
+            }
+            Err(_) => return Err(UpstreamError::Invalid("malformed head")),
+        };
+        let code = parsed.code.unwrap_or_default();
+        let status = StatusCode::from_u16(code)
+            .map_err(|_| UpstreamError::Invalid("status code out of range"))?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            read.advance(length);
+            continue;
+        }
+        let http10 = parsed.version == Some(0);
+        // Where each name and value lies, so that the values can share the head's bytes.
+        let base = read.as_ptr() as usize;
+        let spans: smallvec::SmallVec<[(usize, usize, usize, usize); 24]> = parsed
+            .headers
+            .iter()
+            .map(|field| {
+                let name = field.name.as_ptr() as usize - base;
+                let value = field.value.as_ptr() as usize - base;
+                (name, field.name.len(), value, field.value.len())
+            })
+            .collect();
+        let bytes = read.split_to(length).freeze();
+        let mut headers = HeaderMap::with_capacity(spans.len());
+        for (name, name_len, value, value_len) in spans {
+            let name = HeaderName::from_bytes(&bytes[name..name + name_len])
+                .map_err(|_| UpstreamError::Invalid("bad header name"))?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len))
+                .map_err(|_| UpstreamError::Invalid("bad header value"))?;
+            headers.append(name, value);
+        }
+
+        let (framing, delimited) = framing(status, &mut headers, outgoing)?;
+        let reusable = delimited && !http10 && !asks_to_close(&headers);
+        let mut head = Response::new(());
+        *head.status_mut() = status;
+        *head.version_mut() = Version::HTTP_11;
+        *head.headers_mut() = headers;
+        return Ok(Some(Answer {
+            head,
+            framing,
+            reusable,
+        }));
+    }
+}
+
+/// How the answer's body ends, and whether that end is clear enough to reuse the connection.
+fn framing(
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    outgoing: &Outgoing,
+) -> Result<(Framing, bool), UpstreamError> {
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return if outgoing.upgrade {
+            Ok((Framing::Upgrade, false))
+        } else {
+            Err(UpstreamError::Invalid(
+                "101 to a request that asked for no upgrade",
+            ))
+        };
+    }
+    if outgoing.head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Done, true));
+    }
+    if let Some(last_coding) = last_token(headers, header::TRANSFER_ENCODING) {
+        let chunked = last_coding.eq_ignore_ascii_case(b"chunked");
+        // Transfer-Encoding wins over Content-Length, which must not reach the client with it.
+        let both = headers.remove(header::CONTENT_LENGTH).is_some();
+        return Ok(if chunked {
+            (Framing::Chunked(Chunk::Size), !both)
+        } else {
+            (Framing::UntilClose, false)
+        });
+    }
+    match content_length(headers)? {
+        Some(0) => Ok((Framing::Done, true)),
+        Some(length) => Ok((Framing::Length(length), true)),
+        None => Ok((Framing::UntilClose, false)),
+    }
+}
+
+/// The last comma-separated token of the last `name` field, if the field is there.
+fn last_token(headers: &HeaderMap, name: HeaderName) -> Option<&[u8]> {
+    let last = headers.get_all(name).iter().next_back()?;
+    let token = last
+        .as_bytes()
+        .rsplit(|&b| b == b',')
+        .next()
+        .unwrap_or_default();
+    Some(token.trim_ascii())
+}
+
+/// `Content-Length`: every value, in every field, must be the same number.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, UpstreamError> {
+    let mut length = None;
+    for field in headers.get_all(header::CONTENT_LENGTH) {
+        for value in field.as_bytes().split(|&b| b == b',') {
+            let value = value.trim_ascii();
+            let parsed =
+                (!value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit))
+                    .then(|| value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+                    .ok_or(UpstreamError::Invalid("bad Content-Length"))?;
+            if length.is_some_and(|known| known != parsed) {
+                return Err(UpstreamError::Invalid("conflicting Content-Length values"));
+            }
+            length = Some(parsed);
+        }
+    }
+    Ok(length)
+}
+
+fn asks_to_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// Where the answer's body ends.
+enum Framing {
+    /// This many bytes are left.
+    Length(u64),
+    Chunked(Chunk),
+    /// Everything until the app closes the connection.
+    UntilClose,
+    /// `101`: the connection now belongs to the new protocol.
+    Upgrade,
+    Done,
+}
+
+/// Where a chunked body's reader stands.
+enum Chunk {
+    /// Before a chunk-size line.
+    Size,
+    /// Inside a chunk's data, with this many bytes left.
+    Data(u64),
+    /// After a chunk's data, before its CRLF.
+    DataEnd,
+    /// After the last chunk, with this many trailer bytes read so far.
+    Trailers(usize),
+}
+
+/// An answer body read straight from its connection, which goes back to the pool at the end.
+pub struct UpstreamBody {
+    connection: Option<Connection>,
+    framing: Framing,
+    /// The pool, when the connection may serve again.
+    back: Option<Arc<Idle>>,
+    /// The rest of a request whose answer began before it was all sent.
+    outgoing: Option<Box<Outgoing>>,
+}
+
+impl UpstreamBody {
+    /// After a `101`: the connection, and whatever the upstream already sent past the head.
+    pub fn into_upgraded(mut self) -> Option<(TcpStream, Bytes)> {
+        if !matches!(self.framing, Framing::Upgrade) {
+            return None;
+        }
+        let connection = self.connection.take()?;
+        Some((connection.stream, connection.read.freeze()))
+    }
+
+    fn finish(&mut self) {
+        self.framing = Framing::Done;
+        // A request cut short leaves its connection mid-message.
+        if self.outgoing.take().is_some() {
+            self.back = None;
+        }
+        if let (Some(connection), Some(idle)) = (self.connection.take(), self.back.take()) {
+            idle.put(connection);
+        }
+    }
+}
+
+impl hyper::body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
-            None => this.release(),
-            // A broken body leaves its connection in no state to be reused.
-            Some(Err(_)) => this.back = None,
-            Some(Ok(_)) => {}
+        let Some(connection) = this.connection.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(outgoing) = this.outgoing.as_mut() {
+            match outgoing.poll_send(&mut connection.stream, cx) {
+                Poll::Ready(Ok(())) => this.outgoing = None,
+                // The app stopped reading, or the client stopped sending: the answer is still
+                // read, but the connection is not reused.
+                Poll::Ready(Err(_)) => {
+                    this.outgoing = None;
+                    this.back = None;
+                }
+                Poll::Pending => {}
+            }
         }
-        Poll::Ready(frame)
+        match ready!(next_data(connection, &mut this.framing, cx)) {
+            Ok(Some(data)) => {
+                if matches!(this.framing, Framing::Done) {
+                    this.finish();
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Ok(None) => {
+                if matches!(this.framing, Framing::Done) {
+                    this.finish();
+                }
+                this.connection = None;
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                // A broken body leaves its connection in no state to be reused.
+                this.connection = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        matches!(self.framing, Framing::Done | Framing::Upgrade)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.framing {
+            Framing::Length(left) => SizeHint::with_exact(left),
+            Framing::Done | Framing::Upgrade => SizeHint::with_exact(0),
+            Framing::Chunked(_) | Framing::UntilClose => SizeHint::default(),
+        }
     }
 }
 
-impl Drop for PooledBody {
-    /// hyper stops polling a body once its length is reached; read to the end or empty, the
-    /// connection is reusable. Dropped before that, the connection closes with it.
-    fn drop(&mut self) {
-        if self.inner.is_end_stream() {
-            self.release();
+/// The next piece of body data, `None` at its end; `framing` is `Done` once the end is reached.
+fn next_data(
+    connection: &mut Connection,
+    framing: &mut Framing,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Option<Bytes>, UpstreamError>> {
+    loop {
+        let read = &mut connection.read;
+        match framing {
+            Framing::Done | Framing::Upgrade => return Poll::Ready(Ok(None)),
+            Framing::Length(left) if !read.is_empty() => {
+                let data = read.split_to(read.len().min(clamp(*left))).freeze();
+                *left -= data.len() as u64;
+                if *left == 0 {
+                    *framing = Framing::Done;
+                }
+                return Poll::Ready(Ok(Some(data)));
+            }
+            Framing::UntilClose if !read.is_empty() => {
+                return Poll::Ready(Ok(Some(read.split().freeze())));
+            }
+            Framing::Chunked(Chunk::Data(left)) if !read.is_empty() => {
+                let data = read.split_to(read.len().min(clamp(*left))).freeze();
+                *left -= data.len() as u64;
+                if *left == 0 {
+                    *framing = Framing::Chunked(Chunk::DataEnd);
+                }
+                return Poll::Ready(Ok(Some(data)));
+            }
+            Framing::Chunked(Chunk::DataEnd) if !read.is_empty() => {
+                let seen = read.len().min(2);
+                if read[..seen] != b"\r\n"[..seen] {
+                    return Poll::Ready(Err(UpstreamError::Invalid("chunk without its CRLF")));
+                }
+                if seen == 2 {
+                    read.advance(2);
+                    *framing = Framing::Chunked(Chunk::Size);
+                    continue;
+                }
+            }
+            Framing::Chunked(Chunk::Size) => {
+                if let Some(line) = take_line(read, MAX_CHUNK_LINE)? {
+                    *framing = match chunk_size(&line)? {
+                        0 => Framing::Chunked(Chunk::Trailers(0)),
+                        size => Framing::Chunked(Chunk::Data(size)),
+                    };
+                    continue;
+                }
+            }
+            Framing::Chunked(Chunk::Trailers(seen)) => {
+                let budget = MAX_TRAILERS.saturating_sub(*seen);
+                if let Some(line) = take_line(read, budget)? {
+                    if line.is_empty() {
+                        *framing = Framing::Done;
+                        return Poll::Ready(Ok(None));
+                    }
+                    // Trailer fields are read past, not passed on.
+                    *seen += line.len() + 2;
+                    continue;
+                }
+            }
+            _ => {}
         }
+        match ready!(connection.poll_fill(cx)) {
+            Ok(0) if matches!(framing, Framing::UntilClose) => {
+                *framing = Framing::Done;
+                // The connection is closed: `back` never gets it, since this framing was not
+                // reusable.
+                return Poll::Ready(Ok(None));
+            }
+            Ok(0) => return Poll::Ready(Err(UpstreamError::Closed)),
+            Ok(_) => {}
+            Err(e) => return Poll::Ready(Err(UpstreamError::Io(e))),
+        }
+    }
+}
+
+/// `left` as a buffer length.
+fn clamp(left: u64) -> usize {
+    usize::try_from(left).unwrap_or(usize::MAX)
+}
+
+/// Takes one CRLF-terminated line (without its CRLF) off the front of `read`: `None` while it is
+/// incomplete and shorter than `max`.
+fn take_line(read: &mut BytesMut, max: usize) -> Result<Option<Bytes>, UpstreamError> {
+    let Some(end) = read.iter().take(max).position(|&b| b == b'\n') else {
+        return if read.len() >= max {
+            Err(UpstreamError::Invalid("line too long in a chunked body"))
+        } else {
+            Ok(None)
+        };
+    };
+    if end == 0 || read[end - 1] != b'\r' {
+        return Err(UpstreamError::Invalid("bare LF in a chunked body"));
+    }
+    let line = read.split_to(end + 1).freeze();
+    Ok(Some(line.slice(..end - 1)))
+}
+
+/// A chunk-size line: hex digits, then optionally `;` and extensions, which are ignored.
+fn chunk_size(line: &[u8]) -> Result<u64, UpstreamError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let rest = line[digits..].trim_ascii_start();
+    let valid_rest = rest.is_empty()
+        || (rest[0] == b';'
+            && rest
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..0x7f).contains(&b)));
+    if digits == 0 || digits > 16 || !valid_rest {
+        return Err(UpstreamError::Invalid("bad chunk size"));
+    }
+    let hex = std::str::from_utf8(&line[..digits]).expect("hex digits are ASCII");
+    u64::from_str_radix(hex, 16).map_err(|_| UpstreamError::Invalid("bad chunk size"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_with_optional_extensions() {
+        assert_eq!(chunk_size(b"1a").unwrap(), 26);
+        assert_eq!(chunk_size(b"0").unwrap(), 0);
+        assert_eq!(chunk_size(b"FF;name=value").unwrap(), 255);
+        assert_eq!(chunk_size(b"10 ; x").unwrap(), 16);
+        assert_eq!(chunk_size(b"ffffffffffffffff").unwrap(), u64::MAX);
+        for bad in [
+            &b""[..],
+            b";x",
+            b"-1",
+            b"0x10",
+            b"1 2",
+            b"1\x00",
+            b"11111111111111111",
+        ] {
+            assert!(
+                chunk_size(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn content_length_values_must_agree() {
+        let length = |pairs: &[(&str, &str)]| content_length(&headers(pairs)).ok();
+        assert_eq!(length(&[]), Some(None));
+        assert_eq!(length(&[("content-length", "42")]), Some(Some(42)));
+        assert_eq!(
+            length(&[("content-length", "7, 7"), ("content-length", "7")]),
+            Some(Some(7))
+        );
+        assert_eq!(
+            length(&[("content-length", "7"), ("content-length", "8")]),
+            None
+        );
+        assert_eq!(length(&[("content-length", "+7")]), None);
+        assert_eq!(length(&[("content-length", "")]), None);
+        assert_eq!(length(&[("content-length", "99999999999999999999")]), None);
+    }
+
+    #[test]
+    fn lines_need_their_crlf_and_a_limit() {
+        let mut read = BytesMut::from(&b"5;a\r\nrest"[..]);
+        assert_eq!(take_line(&mut read, 100).unwrap().unwrap(), &b"5;a"[..]);
+        assert_eq!(&read[..], b"rest");
+        assert!(
+            take_line(&mut BytesMut::from(&b"12"[..]), 100)
+                .unwrap()
+                .is_none()
+        );
+        assert!(take_line(&mut BytesMut::from(&b"12\n"[..]), 100).is_err());
+        assert!(take_line(&mut BytesMut::from(&b"123456"[..]), 4).is_err());
+    }
+
+    fn outgoing(method: Method) -> Outgoing {
+        let request = Request::builder()
+            .method(method)
+            .uri("/x")
+            .body(crate::body::full(Bytes::new()))
+            .unwrap();
+        Outgoing::new(request, &[])
+    }
+
+    #[test]
+    fn the_answer_framing_follows_rfc_9112() {
+        let get = outgoing(Method::GET);
+        let frame = |status: u16, pairs: &[(&str, &str)], request: &Outgoing| {
+            let mut h = headers(pairs);
+            let result = framing(StatusCode::from_u16(status).unwrap(), &mut h, request);
+            result.map(|(framing, reusable)| {
+                let kind = match framing {
+                    Framing::Length(n) => format!("length {n}"),
+                    Framing::Chunked(_) => "chunked".into(),
+                    Framing::UntilClose => "until close".into(),
+                    Framing::Upgrade => "upgrade".into(),
+                    Framing::Done => "done".into(),
+                };
+                (kind, reusable, h.contains_key(header::CONTENT_LENGTH))
+            })
+        };
+        let ok =
+            |kind: &str, reusable, length_kept| Some((kind.to_string(), reusable, length_kept));
+        assert_eq!(
+            frame(200, &[("content-length", "5")], &get).ok(),
+            ok("length 5", true, true)
+        );
+        assert_eq!(
+            frame(200, &[("content-length", "0")], &get).ok(),
+            ok("done", true, true)
+        );
+        assert_eq!(
+            frame(200, &[("transfer-encoding", "chunked")], &get).ok(),
+            ok("chunked", true, false)
+        );
+        assert_eq!(
+            frame(
+                200,
+                &[("transfer-encoding", "chunked"), ("content-length", "5")],
+                &get
+            )
+            .ok(),
+            ok("chunked", false, false),
+        );
+        assert_eq!(
+            frame(200, &[("transfer-encoding", "chunked, gzip")], &get).ok(),
+            ok("until close", false, false)
+        );
+        assert_eq!(frame(200, &[], &get).ok(), ok("until close", false, false));
+        assert_eq!(frame(204, &[], &get).ok(), ok("done", true, false));
+        assert_eq!(
+            frame(304, &[("content-length", "5")], &get).ok(),
+            ok("done", true, true)
+        );
+        assert_eq!(
+            frame(200, &[("content-length", "5")], &outgoing(Method::HEAD)).ok(),
+            ok("done", true, true)
+        );
+        assert!(frame(101, &[], &get).is_err(), "a 101 nobody asked for");
+        assert!(frame(200, &[("content-length", "5, 6")], &get).is_err());
+    }
+
+    #[test]
+    fn a_request_is_encoded_with_its_framing() {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/submit?x=1")
+            .header("host", "app")
+            .body(crate::body::full(Bytes::from_static(b"hi")))
+            .unwrap();
+        let outgoing = Outgoing::new(request, &[("x-added", b"1")]);
+        assert_eq!(
+            String::from_utf8_lossy(&outgoing.buffer),
+            "POST /submit?x=1 HTTP/1.1\r\nhost: app\r\nx-added: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        assert!(!outgoing.replayable);
+        assert!(self::outgoing(Method::GET).replayable);
+        assert!(!self::outgoing(Method::PATCH).replayable);
     }
 }

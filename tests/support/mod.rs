@@ -432,6 +432,29 @@ pub async fn send_raw(addr: SocketAddr, raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Writes `raw` to authgate from a task of its own while reading the answer, and returns what was
+/// read before the connection ended. For answers that come before the request is all sent: a
+/// client that only reads once it has written everything may find the connection reset first.
+pub async fn send_raw_reading_early(addr: SocketAddr, raw: Vec<u8>) -> String {
+    let (mut reader, mut writer) = TcpStream::connect(addr).await.unwrap().into_split();
+    tokio::spawn(async move { writer.write_all(&raw).await });
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    let read = tokio::time::timeout(Duration::from_secs(8), async {
+        // A reset after the answer ends the read as the end of the stream would.
+        while let Ok(n @ 1..) = reader.read(&mut buf).await {
+            out.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "authgate did not close the connection in time; got {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The status code of a raw answer.
 pub fn raw_status(answer: &str) -> u16 {
     answer
@@ -468,4 +491,43 @@ pub fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// A hand-written upstream, for what hyper's server will not do on cue (close or reset a
+/// keep-alive connection at a chosen moment): `serve` gets each accepted connection and its
+/// number, from 1. Returns its port and a count of the connections it accepted.
+pub async fn raw_upstream<F, Fut>(serve: F) -> (u16, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let number = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(serve(stream, number));
+        }
+    });
+    (port, accepted)
+}
+
+/// Reads one request head and returns it (the requests given to a raw upstream have no body, or
+/// one that is never read); `None` when the connection ends first.
+pub async fn read_request_head(stream: &mut TcpStream) -> Option<String> {
+    let (mut buf, mut head) = (vec![0u8; 8192], Vec::new());
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// A test config with one worker, so one upstream pool serves every request.
+pub fn one_worker(config: String) -> String {
+    config.replace("[server]\n", "[server]\nworkers = 1\n")
 }
