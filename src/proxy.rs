@@ -13,7 +13,7 @@ use crate::body::{self, Body};
 use crate::config::{IdentityConfig, UpstreamConfig};
 use crate::error::{ApiError, TokenError};
 use crate::token::Claims;
-use crate::upstream::{Upstream, UpstreamBody};
+use crate::upstream::{Upstream, UpstreamBody, UpstreamError};
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -112,7 +112,6 @@ pub struct Forwarder {
     upstream: Upstream,
     /// `Host` for a request that came without one (HTTP/1.0).
     upstream_host: HeaderValue,
-    timeout: std::time::Duration,
     identity: IdentityConfig,
     /// Header keys only authgate may set: identity and forwarding headers.
     owned: Vec<String>,
@@ -144,11 +143,11 @@ impl Forwarder {
             upstream: Upstream::new(
                 address,
                 upstream.connect_timeout,
+                upstream.timeout,
                 upstream.pool_idle_timeout,
             ),
             upstream_host: HeaderValue::from_str(authority.as_str())
                 .expect("an authority is a valid header value"),
-            timeout: upstream.timeout,
             identity: identity.clone(),
             owned,
         }
@@ -220,14 +219,13 @@ impl Forwarder {
         parts.version = Version::HTTP_11;
 
         let upstream_request = Request::from_parts(parts, body::stream(incoming));
-        let sent = self.upstream.send(upstream_request, extra.fields());
-        let response = match tokio::time::timeout(self.timeout, sent).await {
-            Err(_) => return Err(ApiError::UpstreamTimeout),
-            Ok(Err(e)) => {
+        let response = match self.upstream.send(upstream_request, extra.fields()).await {
+            Ok(response) => response,
+            Err(UpstreamError::Timeout) => return Err(ApiError::UpstreamTimeout),
+            Err(e) => {
                 tracing::warn!(error = %e, "upstream request failed");
                 return Err(ApiError::UpstreamUnavailable);
             }
-            Ok(Ok(response)) => response,
         };
         if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
             (client_upgrade, response.status())

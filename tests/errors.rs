@@ -362,6 +362,46 @@ async fn a_slow_upstream_is_504() {
     );
 }
 
+/// Each connection keeps one timer, set for an earlier request's deadline and moved on when it
+/// fires. A slow request on a connection that served a fast one half a timeout earlier must get
+/// its own full timeout: neither the earlier deadline nor none at all. One worker, so one pool.
+#[tokio::test]
+async fn a_request_on_a_reused_connection_gets_its_own_full_timeout() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = "[[routes]]\npath = \"/slow\"\naccess = \"public\"\n";
+    let config = one_worker(config_text(
+        &upstream.url(),
+        &dir.path().join("t.db"),
+        routes,
+    ));
+    let gate = Gate::start(&config).await;
+    assert_eq!(
+        get(gate.addr, "/public/x", &[]).await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let r = get(gate.addr, "/slow", &[]).await;
+    let waited = started.elapsed();
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    // The test config's upstream timeout is 1 s.
+    assert!(
+        waited >= std::time::Duration::from_secs(1),
+        "timed out after {waited:?}"
+    );
+    assert_eq!(
+        get(gate.addr, "/public/x", &[]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "the timed-out connection is not reused"
+    );
+    gate.stop().await;
+}
+
 #[tokio::test]
 async fn an_unreachable_upstream_is_502() {
     let s = Setup::new().await;
