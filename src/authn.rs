@@ -43,17 +43,29 @@ pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, ApiErro
     Ok(unsafe { std::str::from_utf8_unchecked(token) })
 }
 
-/// Whether every byte is visible ASCII, `!` to `~`. Folded 32 bytes at a time without early exit,
-/// so that the compiler turns it into vector instructions.
+/// Whether every byte is visible ASCII, `!` to `~`. Eight bytes at a time in a `u64`, with no
+/// early exit: a token is checked in about one instruction per byte. (Left to the vectoriser, a
+/// fold over 32-byte chunks became 24 KiB of code that gathered bytes one by one, 4.5 per byte.)
 fn all_visible(bytes: &[u8]) -> bool {
-    let outside = |acc: u8, &b: &u8| acc | u8::from(b.wrapping_sub(b'!') > b'~' - b'!');
-    let mut chunks = bytes.chunks_exact(32);
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Sets the high bit of the word's lanes (and maybe of lanes above them) when a byte is
+    // below `!` (its subtraction borrows) or above `~` (0x7f plus one, or the high bit already
+    // set). A carry or borrow only starts at a byte that is itself outside, so the answer holds.
+    let outside = |word: u64| {
+        (word.wrapping_sub(ONES * u64::from(b'!')) & !word) | word.wrapping_add(ONES) | word
+    };
+    let mut chunks = bytes.chunks_exact(8);
     let mut found = 0;
     for chunk in &mut chunks {
-        found |= chunk.iter().fold(0, outside);
+        found |= outside(u64::from_ne_bytes(
+            chunk.try_into().expect("chunks of eight"),
+        ));
     }
-    found |= chunks.remainder().iter().fold(0, outside);
-    found == 0
+    let mut last = [b'!'; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    found |= outside(u64::from_ne_bytes(last));
+    found & HIGH == 0
 }
 
 /// The claims of a valid, unrevoked token of `kind` (`None`: either kind) from `headers`. Until
@@ -83,6 +95,27 @@ pub fn authenticate(
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// Every byte value at every position of strings of every length up to 24, against the
+    /// plain definition.
+    #[test]
+    fn all_visible_agrees_with_the_byte_by_byte_definition() {
+        for length in 1..24 {
+            for position in 0..length {
+                for byte in 0..=255u8 {
+                    let mut text = vec![b'a'; length];
+                    text[position] = byte;
+                    let expected = (b'!'..=b'~').contains(&byte);
+                    assert_eq!(
+                        all_visible(&text),
+                        expected,
+                        "{byte:#x} at {position} of {length}"
+                    );
+                }
+            }
+        }
+        assert!(all_visible(b""));
+    }
 
     fn with(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

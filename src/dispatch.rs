@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::endpoints::{self, Endpoint};
 use crate::error::{ApiError, json_response};
 use crate::gate::Gate;
+use crate::idle::{InFlight, Tracked};
 use crate::proxy::{Forwarder, Peer};
 use crate::routes::{Access, Decision, normalise_path};
 use crate::token::{Claims, TokenKind};
@@ -75,15 +76,15 @@ pub fn classify(config: &Config, method: &Method, uri: &Uri) -> Result<Class, Ap
 /// `Content-Length` and `Transfer-Encoding` it reads the chunked body, drops the length and closes
 /// the connection afterwards, as RFC 9112 §6.1 asks; and authgate re-frames what it forwards.)
 pub fn vet_message<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(), ApiError> {
-    let headers = request.headers();
-    let total: usize = headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
+    // One pass for both, rather than a pass and a hashed lookup.
+    let (mut total, mut hosts) = (0, 0);
+    for (name, value) in request.headers() {
+        total += name.as_str().len() + value.len() + 4;
+        hosts += usize::from(name == http::header::HOST);
+    }
     if total > max_header_bytes {
         return Err(ApiError::HeadersTooLarge);
     }
-    let hosts = headers.get_all(http::header::HOST).iter().count();
     if hosts > 1 || (hosts == 0 && request.version() == http::Version::HTTP_11) {
         return Err(ApiError::BadHost);
     }
@@ -104,7 +105,8 @@ pub async fn handle(
     forwarder: Arc<Forwarder>,
     request: Request<Incoming>,
     peer: Peer,
-) -> Result<Response<Body>, Infallible> {
+    in_flight: InFlight,
+) -> Result<Response<Tracked>, Infallible> {
     let start = Instant::now();
     let method = request.method().clone();
     let mut log = LogFields::default();
@@ -114,6 +116,8 @@ pub async fn handle(
     };
     let elapsed = start.elapsed();
     gate.metrics.request(outcome, elapsed.as_secs_f64());
+    // The request stays in progress, for the header read timeout, until its body is written.
+    let response = response.map(|body| Tracked::new(body, in_flight));
     if !tracing::enabled!(tracing::Level::INFO) {
         return Ok(response);
     }

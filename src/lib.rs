@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod endpoints;
 pub mod error;
 pub mod gate;
+pub mod idle;
 pub mod metrics;
 pub mod password;
 pub mod proxy;

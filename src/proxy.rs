@@ -42,10 +42,28 @@ pub fn header_key(name: &str) -> String {
         .collect()
 }
 
+/// Whether any header is hop-by-hop: one look at each name, without hashing, since most
+/// messages carry none.
+pub fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        matches!(
+            name.as_str(),
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+                | "proxy-authenticate"
+                | "proxy-authorization"
+        )
+    })
+}
+
 /// Removes `Connection` and every header it names, then the fixed hop-by-hop list.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one look at each name settles it without hashing.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !has_hop_by_hop(headers) {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -165,10 +183,16 @@ impl Forwarder {
         identity: Option<&Claims>,
         peer: &Peer,
     ) -> Result<Response<Body>, ApiError> {
-        let upgrade = upgrade_protocol(request.headers());
+        // An upgrade needs a Connection header, which is hop-by-hop: most requests skip both.
+        let hop_by_hop = has_hop_by_hop(request.headers());
+        let upgrade = hop_by_hop
+            .then(|| upgrade_protocol(request.headers()))
+            .flatten();
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let (mut parts, incoming) = request.into_parts();
-        remove_hop_by_hop(&mut parts.headers);
+        if hop_by_hop {
+            remove_hop_by_hop(&mut parts.headers);
+        }
         remove_owned(&mut parts.headers, &self.owned);
 
         let host = match parts.headers.get(header::HOST) {
@@ -335,6 +359,24 @@ mod tests {
         remove_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["accept"]);
+    }
+
+    /// The quick check and the list that is removed name the same headers.
+    #[test]
+    fn the_hop_by_hop_check_knows_every_hop_by_hop_header() {
+        for name in &HOP_BY_HOP {
+            assert!(
+                has_hop_by_hop(&map(&[("accept", "*/*"), (name.as_str(), "x")])),
+                "{name}"
+            );
+        }
+        let ordinary = map(&[
+            ("host", "a"),
+            ("authorization", "b"),
+            ("te-x", "c"),
+            ("x-upgrade", "d"),
+        ]);
+        assert!(!has_hop_by_hop(&ordinary));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::dispatch;
 use crate::gate::Gate;
+use crate::idle::{self, Activity, InFlight};
 use crate::proxy::{Forwarder, Peer};
 
 /// An accepted connection on its way to a worker, with its place under the connection cap.
@@ -112,15 +113,15 @@ async fn worker(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        // Without a timer hyper ignores header_read_timeout.
-        .timer(TokioTimer::new())
-        .header_read_timeout(gate.config.header_read_timeout)
+        // The header read timeout is `idle`'s, per connection rather than per request.
+        .header_read_timeout(None)
         // Small answers go out in one write of one buffer rather than a vectored write.
         .writev(false)
         // Headers past max_header_bytes are refused in dispatch; this bounds what is read first.
         .max_buf_size(2 * gate.config.max_header_bytes.max(8192));
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let header_read_timeout = gate.config.header_read_timeout;
 
     loop {
         let accepted = tokio::select! {
@@ -134,16 +135,28 @@ async fn worker(
             continue;
         };
         let (gate, forwarder, peer) = (gate.clone(), forwarder.clone(), Peer::new(accepted.client));
+        let activity = Activity::new();
+        let watched = activity.clone();
         let service = service_fn(move |request| {
-            dispatch::handle(gate.clone(), forwarder.clone(), request, peer.clone())
+            let in_flight = InFlight::start(&activity);
+            dispatch::handle(
+                gate.clone(),
+                forwarder.clone(),
+                request,
+                peer.clone(),
+                in_flight,
+            )
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
         let permit = accepted.permit;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+            let connection = async {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            };
+            idle::close_when_idle(connection, watched, header_read_timeout).await;
             drop(permit);
         });
     }

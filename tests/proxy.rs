@@ -412,6 +412,64 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     assert!(s.upstream.seen().is_empty());
 }
 
+/// The header read timeout (2 s in tests) also closes a keep-alive connection left idle after an
+/// answer, and no sooner than the timeout.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let s = Setup::new().await;
+    let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /public/x HTTP/1.1\r\nHost: gate.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert_eq!(raw_status(&String::from_utf8_lossy(&buf[..n])), 200);
+    let idle_from = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the idle connection was still open after 10s"
+    );
+    let idle = idle_from.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1900),
+        "closed after {idle:?} idle"
+    );
+}
+
+/// A request in progress keeps its connection open past the header read timeout (2 s in tests):
+/// here an upload trickles in for 3 s while its echo streams back.
+#[tokio::test]
+async fn a_request_in_progress_outlives_the_header_read_timeout() {
+    let s = Setup::new().await;
+    let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    stream
+        .write_all(b"POST /echo-body/x HTTP/1.1\r\nHost: gate.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    for i in 0..6 {
+        let chunk = format!("6\r\npart-{i}\r\n");
+        stream.write_all(chunk.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the answer ends")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    for i in 0..6 {
+        assert!(
+            answer.contains(&format!("part-{i}")),
+            "part {i} missing: {answer}"
+        );
+    }
+}
+
 /// A client that trickles an auth body is answered 408 when the body deadline (1s in tests) passes.
 #[tokio::test]
 async fn a_body_that_never_finishes_arriving_gets_408() {
