@@ -562,16 +562,20 @@ fn parse_head(read: &mut BytesMut, outgoing: &Outgoing) -> Result<Option<Answer>
             .collect();
         let bytes = read.split_to(length).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
+        // Noted on the way, so that most answers need no lookup for them.
+        let (mut coded, mut connection) = (false, false);
         for (name, name_len, value, value_len) in spans {
             let name = HeaderName::from_bytes(&bytes[name..name + name_len])
                 .map_err(|_| UpstreamError::Invalid("bad header name"))?;
+            coded |= name == header::TRANSFER_ENCODING;
+            connection |= name == header::CONNECTION;
             let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len))
                 .map_err(|_| UpstreamError::Invalid("bad header value"))?;
             headers.append(name, value);
         }
 
-        let (framing, delimited) = framing(status, &mut headers, outgoing)?;
-        let reusable = delimited && !http10 && !asks_to_close(&headers);
+        let (framing, delimited) = framing(status, &mut headers, coded, outgoing)?;
+        let reusable = delimited && !http10 && !(connection && asks_to_close(&headers));
         let mut head = Response::new(());
         *head.status_mut() = status;
         *head.version_mut() = Version::HTTP_11;
@@ -585,9 +589,11 @@ fn parse_head(read: &mut BytesMut, outgoing: &Outgoing) -> Result<Option<Answer>
 }
 
 /// How the answer's body ends, and whether that end is clear enough to reuse the connection.
+/// `coded`: whether there is a `Transfer-Encoding` field.
 fn framing(
     status: StatusCode,
     headers: &mut HeaderMap,
+    coded: bool,
     outgoing: &Outgoing,
 ) -> Result<(Framing, bool), UpstreamError> {
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -603,7 +609,10 @@ fn framing(
     {
         return Ok((Framing::Done, true));
     }
-    if let Some(last_coding) = last_token(headers, header::TRANSFER_ENCODING) {
+    if let Some(last_coding) = coded
+        .then(|| last_token(headers, header::TRANSFER_ENCODING))
+        .flatten()
+    {
         let chunked = last_coding.eq_ignore_ascii_case(b"chunked");
         // Transfer-Encoding wins over Content-Length, which must not reach the client with it.
         let both = headers.remove(header::CONTENT_LENGTH).is_some();
@@ -974,7 +983,13 @@ mod tests {
         let get = outgoing(Method::GET);
         let frame = |status: u16, pairs: &[(&str, &str)], request: &Outgoing| {
             let mut h = headers(pairs);
-            let result = framing(StatusCode::from_u16(status).unwrap(), &mut h, request);
+            let coded = h.contains_key(header::TRANSFER_ENCODING);
+            let result = framing(
+                StatusCode::from_u16(status).unwrap(),
+                &mut h,
+                coded,
+                request,
+            );
             result.map(|(framing, reusable)| {
                 let kind = match framing {
                     Framing::Length(n) => format!("length {n}"),
