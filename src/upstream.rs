@@ -789,61 +789,11 @@ fn next_data(
     cx: &mut Context<'_>,
 ) -> Poll<Result<Option<Bytes>, UpstreamError>> {
     loop {
-        let read = &mut connection.read;
-        match framing {
-            Framing::Done | Framing::Upgrade => return Poll::Ready(Ok(None)),
-            Framing::Length(left) if !read.is_empty() => {
-                let data = read.split_to(read.len().min(clamp(*left))).freeze();
-                *left -= data.len() as u64;
-                if *left == 0 {
-                    *framing = Framing::Done;
-                }
-                return Poll::Ready(Ok(Some(data)));
-            }
-            Framing::UntilClose if !read.is_empty() => {
-                return Poll::Ready(Ok(Some(read.split().freeze())));
-            }
-            Framing::Chunked(Chunk::Data(left)) if !read.is_empty() => {
-                let data = read.split_to(read.len().min(clamp(*left))).freeze();
-                *left -= data.len() as u64;
-                if *left == 0 {
-                    *framing = Framing::Chunked(Chunk::DataEnd);
-                }
-                return Poll::Ready(Ok(Some(data)));
-            }
-            Framing::Chunked(Chunk::DataEnd) if !read.is_empty() => {
-                let seen = read.len().min(2);
-                if read[..seen] != b"\r\n"[..seen] {
-                    return Poll::Ready(Err(UpstreamError::Invalid("chunk without its CRLF")));
-                }
-                if seen == 2 {
-                    read.advance(2);
-                    *framing = Framing::Chunked(Chunk::Size);
-                    continue;
-                }
-            }
-            Framing::Chunked(Chunk::Size) => {
-                if let Some(line) = take_line(read, MAX_CHUNK_LINE)? {
-                    *framing = match chunk_size(&line)? {
-                        0 => Framing::Chunked(Chunk::Trailers(0)),
-                        size => Framing::Chunked(Chunk::Data(size)),
-                    };
-                    continue;
-                }
-            }
-            Framing::Chunked(Chunk::Trailers(seen)) => {
-                let budget = MAX_TRAILERS.saturating_sub(*seen);
-                if let Some(line) = take_line(read, budget)? {
-                    if line.is_empty() {
-                        *framing = Framing::Done;
-                        return Poll::Ready(Ok(None));
-                    }
-                    // Trailer fields are read past, not passed on.
-                    *seen += line.len() + 2;
-                    continue;
-                }
-            }
-            _ => {}
+        match decode(&mut connection.read, framing) {
+            Ok(Decoded::Data(data)) => return Poll::Ready(Ok(Some(data))),
+            Ok(Decoded::End) => return Poll::Ready(Ok(None)),
+            Ok(Decoded::NeedMore) => {}
+            Err(e) => return Poll::Ready(Err(e)),
         }
         match ready!(connection.poll_fill(cx)) {
             Ok(0) if matches!(framing, Framing::UntilClose) => {
@@ -855,6 +805,76 @@ fn next_data(
             Ok(0) => return Poll::Ready(Err(UpstreamError::Closed)),
             Ok(_) => {}
             Err(e) => return Poll::Ready(Err(UpstreamError::Io(e))),
+        }
+    }
+}
+
+/// What `decode` made of the bytes read so far.
+#[derive(Debug, PartialEq)]
+enum Decoded {
+    Data(Bytes),
+    End,
+    NeedMore,
+}
+
+/// Takes the next piece of body data off the front of `read`, moving `framing` on; never reads
+/// past the body's end, so what follows it stays in `read`.
+fn decode(read: &mut BytesMut, framing: &mut Framing) -> Result<Decoded, UpstreamError> {
+    loop {
+        match framing {
+            Framing::Done | Framing::Upgrade => return Ok(Decoded::End),
+            Framing::Length(left) if !read.is_empty() => {
+                let data = read.split_to(read.len().min(clamp(*left))).freeze();
+                *left -= data.len() as u64;
+                if *left == 0 {
+                    *framing = Framing::Done;
+                }
+                return Ok(Decoded::Data(data));
+            }
+            Framing::UntilClose if !read.is_empty() => {
+                return Ok(Decoded::Data(read.split().freeze()));
+            }
+            Framing::Chunked(Chunk::Data(left)) if !read.is_empty() => {
+                let data = read.split_to(read.len().min(clamp(*left))).freeze();
+                *left -= data.len() as u64;
+                if *left == 0 {
+                    *framing = Framing::Chunked(Chunk::DataEnd);
+                }
+                return Ok(Decoded::Data(data));
+            }
+            Framing::Chunked(Chunk::DataEnd) if !read.is_empty() => {
+                let seen = read.len().min(2);
+                if read[..seen] != b"\r\n"[..seen] {
+                    return Err(UpstreamError::Invalid("chunk without its CRLF"));
+                }
+                if seen < 2 {
+                    return Ok(Decoded::NeedMore);
+                }
+                read.advance(2);
+                *framing = Framing::Chunked(Chunk::Size);
+            }
+            Framing::Chunked(Chunk::Size) => {
+                let Some(line) = take_line(read, MAX_CHUNK_LINE)? else {
+                    return Ok(Decoded::NeedMore);
+                };
+                *framing = match chunk_size(&line)? {
+                    0 => Framing::Chunked(Chunk::Trailers(0)),
+                    size => Framing::Chunked(Chunk::Data(size)),
+                };
+            }
+            Framing::Chunked(Chunk::Trailers(seen)) => {
+                let budget = MAX_TRAILERS.saturating_sub(*seen);
+                let Some(line) = take_line(read, budget)? else {
+                    return Ok(Decoded::NeedMore);
+                };
+                if line.is_empty() {
+                    *framing = Framing::Done;
+                    return Ok(Decoded::End);
+                }
+                // Trailer fields are read past, not passed on.
+                *seen += line.len() + 2;
+            }
+            _ => return Ok(Decoded::NeedMore),
         }
     }
 }
@@ -1058,5 +1078,96 @@ mod tests {
         assert!(!outgoing.replayable);
         assert!(self::outgoing(Method::GET).replayable);
         assert!(!self::outgoing(Method::PATCH).replayable);
+    }
+
+    /// Feeds `wire` to `decode` in the pieces `cuts` makes of it, as reads would deliver it,
+    /// and returns the data, whether the end was reached, and what was left unread.
+    fn decode_in_pieces(
+        wire: &[u8],
+        cuts: &[usize],
+        mut framing: Framing,
+    ) -> Result<(Vec<u8>, bool, Vec<u8>), UpstreamError> {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+        points.push(wire.len());
+        points.sort_unstable();
+        let (mut read, mut data, mut from) = (BytesMut::new(), Vec::new(), 0);
+        for to in points {
+            read.extend_from_slice(&wire[from..to]);
+            from = to;
+            loop {
+                match decode(&mut read, &mut framing)? {
+                    Decoded::Data(piece) => {
+                        assert!(!piece.is_empty(), "empty data");
+                        data.extend_from_slice(&piece);
+                    }
+                    Decoded::End => return Ok((data, true, [&read[..], &wire[from..]].concat())),
+                    Decoded::NeedMore => break,
+                }
+            }
+        }
+        Ok((data, false, read.to_vec()))
+    }
+
+    proptest::proptest! {
+        /// Any chunked body, with extensions and trailers, cut anywhere: the data comes out
+        /// whole, the end is found, and what follows the body is left alone.
+        #[test]
+        fn chunked_bodies_decode_whatever_the_reads(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 1..300), 0..8),
+            extension in proptest::option::of("[a-z]{1,8}(=[a-z0-9]{1,8})?"),
+            trailers in proptest::collection::vec("[a-z]{1,10}: [ -~]{0,20}", 0..3),
+            uppercase in proptest::bool::ANY,
+            cuts in proptest::collection::vec(0usize..4096, 0..12),
+        ) {
+            let mut wire = Vec::new();
+            for chunk in &chunks {
+                let size = if uppercase { format!("{:X}", chunk.len()) } else { format!("{:x}", chunk.len()) };
+                wire.extend_from_slice(size.as_bytes());
+                if let Some(extension) = &extension {
+                    wire.extend_from_slice(format!(";{extension}").as_bytes());
+                }
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(chunk);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n");
+            for trailer in &trailers {
+                wire.extend_from_slice(format!("{trailer}\r\n").as_bytes());
+            }
+            wire.extend_from_slice(b"\r\nHTTP/1.1 200 OK\r\n");
+            let (data, ended, left) =
+                decode_in_pieces(&wire, &cuts, Framing::Chunked(Chunk::Size)).unwrap();
+            proptest::prop_assert_eq!(data, chunks.concat());
+            proptest::prop_assert!(ended);
+            proptest::prop_assert_eq!(left, b"HTTP/1.1 200 OK\r\n".to_vec());
+        }
+
+        /// A body with a length, cut anywhere: exactly that many bytes, and the rest left alone.
+        #[test]
+        fn bodies_with_a_length_stop_at_it(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 1..2000),
+            extra in proptest::collection::vec(proptest::num::u8::ANY, 0..50),
+            cuts in proptest::collection::vec(0usize..4096, 0..12),
+        ) {
+            let wire = [body.clone(), extra.clone()].concat();
+            let (data, ended, left) =
+                decode_in_pieces(&wire, &cuts, Framing::Length(body.len() as u64)).unwrap();
+            proptest::prop_assert_eq!(data, body);
+            proptest::prop_assert!(ended);
+            proptest::prop_assert_eq!(left, extra);
+        }
+
+        /// Bytes an app might send as a chunked body, valid or not: decoding ends in data, an
+        /// end, a wait for more or an error, never a panic or a loop.
+        #[test]
+        fn any_bytes_as_a_chunked_body_never_panic(
+            wire in proptest::collection::vec(
+                proptest::sample::select(b"0123456789abcdefABCDEF;=\r\n \tXz\x00\xff".to_vec()),
+                0..400,
+            ),
+            cuts in proptest::collection::vec(0usize..512, 0..8),
+        ) {
+            let _ = decode_in_pieces(&wire, &cuts, Framing::Chunked(Chunk::Size));
+        }
     }
 }
