@@ -48,7 +48,7 @@ const WRITE_SIZE: usize = 64 * 1024;
 pub enum UpstreamError {
     Connect(io::Error),
     ConnectTimeout,
-    /// No answer began within `upstream.timeout`.
+    /// No answer began within `upstream.timeout`, or its body stalled for as long.
     Timeout,
     Io(io::Error),
     /// The upstream closed the connection before its answer was complete.
@@ -273,6 +273,8 @@ impl Upstream {
             framing,
             back,
             outgoing: (!outgoing.finished()).then(|| Box::new(outgoing)),
+            timeout: self.timeout,
+            waiting: None,
         };
         if matches!(body.framing, Framing::Done) {
             body.finish();
@@ -699,6 +701,11 @@ pub struct UpstreamBody {
     back: Option<Arc<Idle>>,
     /// The rest of a request whose answer began before it was all sent.
     outgoing: Option<Box<Outgoing>>,
+    /// How long the app may leave the body waiting for its next bytes, and since when the body
+    /// has been waiting, if it is: set only when a read finds nothing, so a body that is there
+    /// already never reads the clock.
+    timeout: Duration,
+    waiting: Option<Instant>,
 }
 
 impl UpstreamBody {
@@ -747,7 +754,16 @@ impl hyper::body::Body for UpstreamBody {
                 Poll::Pending => {}
             }
         }
-        match ready!(next_data(connection, &mut this.framing, cx)) {
+        let next = match next_data(connection, &mut this.framing, cx) {
+            Poll::Ready(next) => next,
+            Poll::Pending => {
+                let since = *this.waiting.get_or_insert_with(Instant::now);
+                ready!(connection.poll_deadline(since + this.timeout, cx));
+                Err(UpstreamError::Timeout)
+            }
+        };
+        this.waiting = None;
+        match next {
             Ok(Some(data)) => {
                 if matches!(this.framing, Framing::Done) {
                     this.finish();

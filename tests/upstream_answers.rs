@@ -214,3 +214,38 @@ async fn an_answer_before_the_body_is_read_reaches_the_client() {
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
     gate.stop().await;
 }
+
+/// An app that stops sending halfway through a body: after `upstream.timeout` (1 s in tests)
+/// without a byte, the client's connection is cut rather than left hanging.
+#[tokio::test]
+async fn a_body_that_stalls_is_cut_off_after_the_upstream_timeout() {
+    let (port, _) = raw_upstream(|mut stream, _| async move {
+        if read_request_head(&mut stream).await.is_some() {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf-")
+                .await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(
+        &format!("http://127.0.0.1:{port}"),
+        &dir.path().join("stall.db"),
+        "",
+    );
+    let gate = Gate::start(&config).await;
+    let started = std::time::Instant::now();
+    let raw = send_raw(
+        gate.addr,
+        b"GET /public/x HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "cut before the timeout"
+    );
+    assert_eq!(raw_status(&raw), 200, "{raw}");
+    assert!(raw.ends_with("\r\n\r\nhalf-"), "{raw}");
+    gate.stop().await;
+}
