@@ -195,18 +195,18 @@ impl Forwarder {
         }
         remove_owned(&mut parts.headers, &self.owned);
 
-        let host = match parts.headers.get(header::HOST) {
-            Some(host) => Some(host.clone()),
+        let sent_host = parts.headers.get(header::HOST).cloned();
+        let host = sent_host.clone().or_else(|| {
             // An absolute-form target names the host itself; HTTP/1.0 may name none.
-            None => parts
+            parts
                 .uri
                 .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-        };
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         // Written after the client's own headers, none of which has any of these names now:
         // added this way rather than into the map, which would grow and rehash for them.
         let mut extra = Extra::default();
-        if !parts.headers.contains_key(header::HOST) {
+        if sent_host.is_none() {
             // The upstream gets HTTP/1.1, which needs a Host.
             extra.push(
                 "host",

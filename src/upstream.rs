@@ -159,12 +159,12 @@ struct Idle {
 }
 
 impl Idle {
-    /// The most recently used connection that is still fit for a request; those idle for too long
-    /// are closed.
-    fn take(&self) -> Option<Connection> {
+    /// The most recently used connection that is still fit for a request at `now`; those idle for
+    /// too long are closed.
+    fn take(&self, now: Instant) -> Option<Connection> {
         let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((mut connection, since)) = connections.pop() {
-            if since.elapsed() > self.timeout {
+            if now.saturating_duration_since(since) > self.timeout {
                 // The rest are older still.
                 connections.clear();
                 return None;
@@ -219,8 +219,9 @@ impl Upstream {
         extra: &[(&str, &[u8])],
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut outgoing = Outgoing::new(request, extra);
-        let deadline = Instant::now() + self.timeout;
-        while let Some(mut connection) = self.idle.take() {
+        let now = Instant::now();
+        let deadline = now + self.timeout;
+        while let Some(mut connection) = self.idle.take(now) {
             match exchange(&mut connection, &mut outgoing, deadline).await {
                 Ok(answer) => return Ok(self.answer(connection, answer, outgoing)),
                 Err(failure) if failure.connection_lost() && outgoing.can_go_again() => {

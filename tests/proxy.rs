@@ -317,13 +317,7 @@ async fn keep_alive_race(reset: bool) {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = one_worker(config_text(
-        &format!("http://127.0.0.1:{port}"),
-        &dir.path().join("race.db"),
-        "",
-    ));
-    let gate = Gate::start(&config).await;
+    let (gate, _dir) = gate_in_front_of(port).await;
 
     let first = get(gate.addr, "/public/a", &[]).await;
     assert_eq!(

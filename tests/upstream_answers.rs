@@ -27,13 +27,8 @@ async fn gate_before(
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = one_worker(config_text(
-        &format!("http://127.0.0.1:{port}"),
-        &dir.path().join("answers.db"),
-        "",
-    ));
-    (Gate::start(&config).await, accepted, dir)
+    let (gate, dir) = gate_in_front_of(port).await;
+    (gate, accepted, dir)
 }
 
 /// Two GETs through authgate: their statuses and bodies, and how many connections the app saw.
@@ -192,13 +187,7 @@ async fn an_answer_before_the_body_is_read_reaches_the_client() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = one_worker(config_text(
-        &format!("http://127.0.0.1:{port}"),
-        &dir.path().join("early.db"),
-        "",
-    ));
-    let gate = Gate::start(&config).await;
+    let (gate, _dir) = gate_in_front_of(port).await;
     // More than the sockets on both sides can hold, so the upload cannot have ended.
     let mut upload = format!(
         "PUT /public/upload HTTP/1.1\r\nHost: gate.test\r\nContent-Length: {}\r\n\r\n",
@@ -228,13 +217,7 @@ async fn a_body_that_stalls_is_cut_off_after_the_upstream_timeout() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_text(
-        &format!("http://127.0.0.1:{port}"),
-        &dir.path().join("stall.db"),
-        "",
-    );
-    let gate = Gate::start(&config).await;
+    let (gate, _dir) = gate_in_front_of(port).await;
     let started = std::time::Instant::now();
     let raw = send_raw(
         gate.addr,

@@ -527,6 +527,18 @@ pub async fn read_request_head(stream: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&head).into_owned())
 }
 
+/// authgate with one worker in front of the app on `port` (a `raw_upstream`), and the directory
+/// that holds its store.
+pub async fn gate_in_front_of(port: u16) -> (Gate, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_worker(config_text(
+        &format!("http://127.0.0.1:{port}"),
+        &dir.path().join("gate.db"),
+        "",
+    ));
+    (Gate::start(&config).await, dir)
+}
+
 /// A test config with one worker, so one upstream pool serves every request.
 pub fn one_worker(config: String) -> String {
     config.replace("[server]\n", "[server]\nworkers = 1\n")
