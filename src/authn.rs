@@ -46,7 +46,7 @@ pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, ApiErro
 /// Whether every byte is visible ASCII, `!` to `~`. Eight bytes at a time in a `u64`, with no
 /// early exit: a token is checked in about one instruction per byte. (Left to the vectoriser, a
 /// fold over 32-byte chunks became 24 KiB of code that gathered bytes one by one, 4.5 per byte.)
-fn all_visible(bytes: &[u8]) -> bool {
+pub(crate) fn all_visible(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     // Sets the high bit of the word's lanes (and maybe of lanes above them) when a byte is

@@ -4,11 +4,13 @@
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
+use crate::authn::all_visible;
 use crate::body::{self, Body};
 use crate::config::{IdentityConfig, UpstreamConfig};
 use crate::error::{ApiError, TokenError};
@@ -236,14 +238,19 @@ impl Forwarder {
             }
         }
 
-        // Origin form: the connection already goes to the upstream.
-        parts.uri = path_and_query
-            .parse::<Uri>()
-            .map_err(|_| ApiError::BadRequest("Bad request target".into()))?;
-        parts.version = Version::HTTP_11;
-
-        let upstream_request = Request::from_parts(parts, body::stream(incoming));
-        let response = match self.upstream.send(upstream_request, extra.fields()).await {
+        // Origin form, since the connection already goes to the upstream. Made of a normalised
+        // path and a query hyper parsed, it holds no blank or control character to end the
+        // request line early; checked anyway, as it is written out verbatim.
+        if !all_visible(path_and_query.as_bytes()) {
+            return Err(ApiError::BadRequest("Bad request target".into()));
+        }
+        // A bodiless request (most) is not boxed at all.
+        let body = (!incoming.is_end_stream()).then(|| body::stream(incoming));
+        let sent = self
+            .upstream
+            .send(&parts, path_and_query, body, extra.fields())
+            .await;
+        let response = match sent {
             Ok(response) => response,
             Err(UpstreamError::Timeout) => return Err(ApiError::UpstreamTimeout),
             Err(e) => {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode, Version, request};
 use hyper::body::{Body as _, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
@@ -204,19 +204,22 @@ impl Upstream {
         }
     }
 
-    /// Sends `request` (origin-form target), with the `extra` header fields after its own, on an
-    /// idle connection, or a new one when none is left. The fields are written as given: valid
-    /// names and values, and a `Host` among them or in the request.
+    /// Sends a request with `head`'s method and headers to `target` (origin form, valid as a
+    /// request target), with the `extra` header fields after its own, on an idle connection, or a
+    /// new one when none is left. The fields are written as given: valid names and values, and a
+    /// `Host` among them or in `head`. `body` is `None` for a request without one.
     ///
     /// When an idle connection turns out to be closed under the request, the request goes out
     /// again on the next one if the app cannot have seen it: nothing of it was written, or it has
     /// no body and an idempotent method (RFC 9110 §9.2.2) and no answer had begun, as nginx does.
     pub async fn send(
         &self,
-        request: Request<Body>,
+        head: &request::Parts,
+        target: &str,
+        body: Option<Body>,
         extra: &[(&str, &[u8])],
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let mut outgoing = Outgoing::new(request, extra);
+        let mut outgoing = Outgoing::new(head, target, body, extra);
         let now = Instant::now();
         let deadline = now + self.timeout;
         while let Some(mut connection) = self.idle.take(now) {
@@ -301,13 +304,15 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    fn new(request: Request<Body>, extra: &[(&str, &[u8])]) -> Outgoing {
-        let (parts, body) = request.into_parts();
-        let body = (!body.is_end_stream()).then_some(body);
+    fn new(
+        parts: &request::Parts,
+        target: &str,
+        body: Option<Body>,
+        extra: &[(&str, &[u8])],
+    ) -> Outgoing {
         // The length the client gave, which hyper's server has held its body to, or chunks.
         let chunked = body.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH);
 
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let fields = || {
             parts
                 .headers
@@ -1005,12 +1010,12 @@ mod tests {
     }
 
     fn outgoing(method: Method) -> Outgoing {
-        let request = Request::builder()
+        let (head, ()) = http::Request::builder()
             .method(method)
-            .uri("/x")
-            .body(crate::body::full(Bytes::new()))
-            .unwrap();
-        Outgoing::new(request, &[])
+            .body(())
+            .unwrap()
+            .into_parts();
+        Outgoing::new(&head, "/x", None, &[])
     }
 
     #[test]
@@ -1079,13 +1084,14 @@ mod tests {
 
     #[test]
     fn a_request_is_encoded_with_its_framing() {
-        let request = Request::builder()
+        let (head, ()) = http::Request::builder()
             .method(Method::POST)
-            .uri("/submit?x=1")
             .header("host", "app")
-            .body(crate::body::full(Bytes::from_static(b"hi")))
-            .unwrap();
-        let outgoing = Outgoing::new(request, &[("x-added", b"1")]);
+            .body(())
+            .unwrap()
+            .into_parts();
+        let body = crate::body::full(Bytes::from_static(b"hi"));
+        let outgoing = Outgoing::new(&head, "/submit?x=1", Some(body), &[("x-added", b"1")]);
         assert_eq!(
             String::from_utf8_lossy(&outgoing.buffer),
             "POST /submit?x=1 HTTP/1.1\r\nhost: app\r\nx-added: 1\r\ntransfer-encoding: chunked\r\n\r\n"
