@@ -5,7 +5,8 @@
 //! A request flows one way through these modules:
 //! - [`server`] accepts connections and hands each request to [`dispatch`];
 //! - [`dispatch`] classifies it ([`routes`] normalises the path and picks the rule);
-//! - [`authn`] checks the bearer token ([`token`]) against what is revoked ([`revocation`]);
+//! - [`authn`] checks the bearer token ([`token`], remembered once verified in [`verified`])
+//!   against what is revoked ([`revocation`]);
 //! - [`proxy`] rewrites headers and forwards it; or [`endpoints`] answers it, with users and
 //!   sessions in the [`store`] and passwords hashed by [`password`] under the rules of [`accounts`].
 //!
@@ -33,6 +34,7 @@ pub mod store;
 pub mod throttle;
 pub mod token;
 pub mod upstream;
+pub mod verified;
 
 use std::future::Future;
 use std::sync::Arc;
