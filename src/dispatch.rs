@@ -205,7 +205,8 @@ async fn process(
 /// Hands the log line the path (without its query) and the user id once the request no longer
 /// needs them, so a proxied request copies neither.
 fn record(log: &mut LogFields, mut path_and_query: String, claims: Option<Arc<Claims>>) {
-    path_and_query.truncate(path_and_query.find('?').unwrap_or(path_and_query.len()));
+    let path_end = path_and_query.bytes().position(|b| b == b'?');
+    path_and_query.truncate(path_end.unwrap_or(path_and_query.len()));
     log.path = path_and_query;
     log.user_id = claims.map(|c| c.sub.clone());
 }

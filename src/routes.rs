@@ -155,14 +155,14 @@ pub fn normalise_path(path: &str) -> Result<String, PathError> {
 /// The common case, checked in one pass: plain characters only, no empty segment but a trailing
 /// one, no `.` or `..` segment. Such a path is its own normal form.
 fn is_already_normal(path: &str) -> bool {
-    let rest = &path[1..];
+    let rest = &path.as_bytes()[1..];
     let plain = rest
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b'\\' | b';'));
-    let mut segments = rest.split('/').peekable();
+        .iter()
+        .all(|&b| b.is_ascii_graphic() && !matches!(b, b'%' | b'\\' | b';'));
+    let mut segments = rest.split(|&b| b == b'/').peekable();
     while let Some(segment) = segments.next() {
         let last = segments.peek().is_none();
-        if (segment.is_empty() && !last) || segment == "." || segment == ".." {
+        if (segment.is_empty() && !last) || segment == b"." || segment == b".." {
             return false;
         }
     }
@@ -222,7 +222,7 @@ impl RouteRule {
     }
 
     /// `parts`: the normalised path's segments, split once for the whole table.
-    fn matches(&self, method: &str, parts: &[&str], case_insensitive: bool) -> bool {
+    fn matches(&self, method: &str, parts: &[&[u8]], case_insensitive: bool) -> bool {
         if let Some(methods) = &self.methods {
             if !methods.iter().any(|m| m == method) {
                 return false;
@@ -232,7 +232,7 @@ impl RouteRule {
     }
 }
 
-fn glob_match(globs: &[Glob], parts: &[&str], ci: bool) -> bool {
+fn glob_match(globs: &[Glob], parts: &[&[u8]], ci: bool) -> bool {
     match globs.split_first() {
         None => parts.is_empty(),
         Some((Glob::AnyDepth, rest)) => {
@@ -240,7 +240,7 @@ fn glob_match(globs: &[Glob], parts: &[&str], ci: bool) -> bool {
         }
         Some((Glob::Segment(pattern), rest)) => match parts.split_first() {
             Some((part, more)) => {
-                segment_match(pattern.as_bytes(), part.as_bytes(), ci) && glob_match(rest, more, ci)
+                segment_match(pattern.as_bytes(), part, ci) && glob_match(rest, more, ci)
             }
             None => false,
         },
@@ -290,8 +290,11 @@ impl RouteTable {
 
     /// Decides on a path that `normalise_path` produced.
     pub fn decide(&self, method: &str, normalised_path: &str) -> Decision {
-        // Paths rarely have more than a handful of segments: no allocation on the hot path.
-        let parts: smallvec::SmallVec<[&str; 16]> = normalised_path[1..].split('/').collect();
+        // Paths rarely have more than a handful of segments: no allocation on the hot path. Split
+        // as bytes: a string's `split('/')` sets up a searcher that costs more than a short path.
+        let parts: smallvec::SmallVec<[&[u8]; 16]> = normalised_path.as_bytes()[1..]
+            .split(|&b| b == b'/')
+            .collect();
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.matches(method, &parts, self.case_insensitive) {
                 return Decision {
