@@ -2,11 +2,14 @@
 //! an auth endpoint). `classify` is pure, so `authgate explain` shows exactly what a request meets.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use serde_json::json;
 
 use crate::authn::authenticate;
@@ -19,6 +22,7 @@ use crate::idle::{InFlight, Tracked};
 use crate::proxy::{Forwarder, Peer};
 use crate::routes::{Access, Decision, normalise_path};
 use crate::token::{Claims, TokenKind};
+use crate::upstream::Outgoing;
 
 /// What a request is, decided from its method and target alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,82 +100,87 @@ pub fn vet_message<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(
 #[derive(Default)]
 struct LogFields {
     path: String,
-    user_id: Option<String>,
+    /// The token's claims, held rather than copied: most requests are never logged.
+    user: Option<Arc<Claims>>,
 }
 
 /// Serves one request; every failure becomes a JSON answer, never a dropped connection.
-pub async fn handle(
+///
+/// What to do is decided before the returned future is first polled, in `decide`: hyper checks
+/// the connection for its next request as soon as it has handed this one over, and the request's
+/// head (which shares hyper's read buffer) must be gone by then, or hyper replaces the buffer
+/// with a fresh 8 KiB one (700 instructions a request, callgrind). Only waiting is left to the
+/// future: for the upstream, the store, or a password hash.
+pub fn handle(
     gate: Arc<Gate>,
     forwarder: Arc<Forwarder>,
     request: Request<Incoming>,
     peer: Peer,
     in_flight: InFlight,
-) -> Result<Response<Tracked>, Infallible> {
+) -> impl Future<Output = Result<Response<Tracked>, Infallible>> + Send + 'static {
     let start = Instant::now();
     let method = request.method().clone();
     let mut log = LogFields::default();
-    let (outcome, response) = match process(&gate, &forwarder, request, &peer, &mut log).await {
-        Ok(answered) => answered,
-        Err(e) => (e.outcome(), e.into_response()),
-    };
-    let elapsed = start.elapsed();
-    gate.metrics.request(outcome, elapsed.as_secs_f64());
-    // The request stays in progress, for the header read timeout, until its body is written.
-    let response = response.map(|body| Tracked::new(body, in_flight));
-    if !tracing::enabled!(tracing::Level::INFO) {
-        return Ok(response);
+    let next = decide(&gate, &forwarder, request, &peer, &mut log);
+    async move {
+        let (outcome, response) = match carry_out(&gate, &forwarder, next, peer.addr).await {
+            Ok(answered) => answered,
+            Err(e) => (e.outcome(), e.into_response()),
+        };
+        let elapsed = start.elapsed();
+        gate.metrics.request(outcome, elapsed.as_secs_f64());
+        // The request stays in progress, for the header read timeout, until its body is written.
+        let response = response.map(|body| Tracked::new(body, in_flight));
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return Ok(response);
+        }
+        tracing::info!(
+            method = %method,
+            path = %log.path,
+            status = response.status().as_u16(),
+            outcome,
+            user_id = log.user.as_ref().map_or("-", |claims| claims.sub.as_str()),
+            latency_us = elapsed.as_micros() as u64,
+            "request"
+        );
+        Ok(response)
     }
-    tracing::info!(
-        method = %method,
-        path = %log.path,
-        status = response.status().as_u16(),
-        outcome,
-        user_id = log.user_id.as_deref().unwrap_or("-"),
-        latency_us = elapsed.as_micros() as u64,
-        "request"
-    );
-    Ok(response)
 }
 
-/// classify → authenticate → authorise → forward, or answer an endpoint ourselves.
-async fn process(
+/// What a request leads to, once everything that needs no waiting is done.
+enum Next {
+    /// Answered already: a liveness probe.
+    Answer(&'static str, Response<Body>),
+    /// A readiness probe, which asks the store.
+    Ready,
+    /// An auth endpoint, which reads the body and hashes or asks the store.
+    Endpoint(Endpoint, Request<Incoming>),
+    /// Allowed through: the request as the upstream gets it, and the client's side of an upgrade.
+    Forward(Outgoing, Option<OnUpgrade>),
+}
+
+/// classify → authenticate → authorise → rewrite for the upstream, all without waiting.
+fn decide(
     gate: &Gate,
     forwarder: &Forwarder,
     request: Request<Incoming>,
     peer: &Peer,
     log: &mut LogFields,
-) -> Result<(&'static str, Response<Body>), ApiError> {
+) -> Result<Next, ApiError> {
     vet_message(&request, gate.config.max_header_bytes)?;
     match classify(&gate.config, request.method(), request.uri())? {
         Class::Health => {
             log.path = gate.config.health_path.clone();
             let response = json_response(StatusCode::OK, &json!({ "status": "ok" }));
-            Ok(("health", response))
+            Ok(Next::Answer("health", response))
         }
         Class::Ready => {
             log.path = gate.config.ready_path.clone();
-            let loaded = gate.revocations_loaded();
-            let reachable = Box::pin(gate.store.ping()).await;
-            let status = if loaded && reachable {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            let body = json!({
-                "status": if status == StatusCode::OK { "ready" } else { "not ready" },
-                "revocations_loaded": loaded,
-                "store_reachable": reachable,
-            });
-            Ok(("ready", json_response(status, &body)))
+            Ok(Next::Ready)
         }
         Class::Endpoint(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
-            Ok((
-                "answered",
-                // Boxed: its state (hashing, store calls) is three times the size of the proxy
-                // path's, and would otherwise be copied with every proxied request's future.
-                Box::pin(endpoints::answer(gate, endpoint, request, peer.addr)).await?,
-            ))
+            Ok(Next::Endpoint(endpoint, request))
         }
         Class::Proxy {
             path_and_query,
@@ -193,11 +202,46 @@ async fn process(
                     }
                 }
             };
-            let forwarded = forwarder
-                .forward(request, &path_and_query, claims.as_deref(), peer)
-                .await;
+            let rewritten = forwarder.rewrite(request, &path_and_query, claims.as_deref(), peer);
             record(log, path_and_query, claims);
-            Ok(("forwarded", forwarded?))
+            let (outgoing, upgrade) = rewritten?;
+            Ok(Next::Forward(outgoing, upgrade))
+        }
+    }
+}
+
+/// Waits for what `decide` left: the upstream's answer, the store, or an endpoint's work.
+async fn carry_out(
+    gate: &Gate,
+    forwarder: &Forwarder,
+    next: Result<Next, ApiError>,
+    client: SocketAddr,
+) -> Result<(&'static str, Response<Body>), ApiError> {
+    match next? {
+        Next::Answer(outcome, response) => Ok((outcome, response)),
+        Next::Ready => {
+            let loaded = gate.revocations_loaded();
+            let reachable = Box::pin(gate.store.ping()).await;
+            let status = if loaded && reachable {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = json!({
+                "status": if status == StatusCode::OK { "ready" } else { "not ready" },
+                "revocations_loaded": loaded,
+                "store_reachable": reachable,
+            });
+            Ok(("ready", json_response(status, &body)))
+        }
+        // Boxed: its state (hashing, store calls) is three times the size of the proxy path's,
+        // and would otherwise be copied with every proxied request's future.
+        Next::Endpoint(endpoint, request) => Ok((
+            "answered",
+            Box::pin(endpoints::answer(gate, endpoint, request, client)).await?,
+        )),
+        Next::Forward(outgoing, upgrade) => {
+            Ok(("forwarded", forwarder.send(outgoing, upgrade).await?))
         }
     }
 }
@@ -208,7 +252,7 @@ fn record(log: &mut LogFields, mut path_and_query: String, claims: Option<Arc<Cl
     let path_end = path_and_query.bytes().position(|b| b == b'?');
     path_and_query.truncate(path_end.unwrap_or(path_and_query.len()));
     log.path = path_and_query;
-    log.user_id = claims.map(|c| c.sub.clone());
+    log.user = claims;
 }
 
 /// What `authgate explain` prints for `method target`.

@@ -7,6 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
@@ -15,7 +16,7 @@ use crate::body::{self, Body};
 use crate::config::{IdentityConfig, UpstreamConfig};
 use crate::error::{ApiError, TokenError};
 use crate::token::Claims;
-use crate::upstream::{Upstream, UpstreamBody, UpstreamError};
+use crate::upstream::{Outgoing, Upstream, UpstreamBody, UpstreamError};
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -173,18 +174,44 @@ impl Forwarder {
         }
     }
 
-    /// Sends `request` to the upstream at `path_and_query` (already normalised), as `identity` when
-    /// the route needed a token. The answer streams back with its hop-by-hop headers removed.
+    /// Sends a request `rewrite` made to the upstream. The answer streams back with its
+    /// hop-by-hop headers removed.
     ///
     /// An HTTP/1.1 upgrade (WebSocket) keeps its `Upgrade` header; when the upstream answers 101,
     /// the two connections are joined and bytes flow both ways until either side closes.
-    pub async fn forward(
+    pub async fn send(
+        &self,
+        outgoing: Outgoing,
+        client_upgrade: Option<OnUpgrade>,
+    ) -> Result<Response<Body>, ApiError> {
+        let response = match self.upstream.send(outgoing).await {
+            Ok(response) => response,
+            Err(UpstreamError::Timeout) => return Err(ApiError::UpstreamTimeout),
+            Err(e) => {
+                tracing::warn!(error = %e, "upstream request failed");
+                return Err(ApiError::UpstreamUnavailable);
+            }
+        };
+        if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+            (client_upgrade, response.status())
+        {
+            return Ok(join_upgraded(client_upgrade, response));
+        }
+        let (mut parts, incoming) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body::stream(incoming)))
+    }
+
+    /// `request` as the upstream gets it, at `path_and_query` (already normalised) and as
+    /// `identity` when the route needed a token, encoded; and the client's side of an upgrade
+    /// when it asked for one. The client's head is dropped here (see `dispatch::handle`).
+    pub fn rewrite(
         &self,
         mut request: Request<Incoming>,
         path_and_query: &str,
         identity: Option<&Claims>,
         peer: &Peer,
-    ) -> Result<Response<Body>, ApiError> {
+    ) -> Result<(Outgoing, Option<OnUpgrade>), ApiError> {
         // An upgrade needs a Connection header, which is hop-by-hop: most requests skip both.
         let hop_by_hop = has_hop_by_hop(request.headers());
         let upgrade = hop_by_hop
@@ -246,26 +273,8 @@ impl Forwarder {
         }
         // A bodiless request (most) is not boxed at all.
         let body = (!incoming.is_end_stream()).then(|| body::stream(incoming));
-        let sent = self
-            .upstream
-            .send(&parts, path_and_query, body, extra.fields())
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(UpstreamError::Timeout) => return Err(ApiError::UpstreamTimeout),
-            Err(e) => {
-                tracing::warn!(error = %e, "upstream request failed");
-                return Err(ApiError::UpstreamUnavailable);
-            }
-        };
-        if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
-            (client_upgrade, response.status())
-        {
-            return Ok(join_upgraded(client_upgrade, response));
-        }
-        let (mut parts, incoming) = response.into_parts();
-        remove_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body::stream(incoming)))
+        let outgoing = Outgoing::new(&parts, path_and_query, body, extra.fields());
+        Ok((outgoing, client_upgrade))
     }
 }
 
@@ -310,10 +319,7 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Answers the client with the upstream's 101 and, once the client has switched too, copies bytes
 /// between the two connections until either side closes.
-fn join_upgraded(
-    client_upgrade: hyper::upgrade::OnUpgrade,
-    response: Response<UpstreamBody>,
-) -> Response<Body> {
+fn join_upgraded(client_upgrade: OnUpgrade, response: Response<UpstreamBody>) -> Response<Body> {
     let (parts, upstream) = response.into_parts();
     if let Some((mut upstream, sent_early)) = upstream.into_upgraded() {
         tokio::spawn(async move {

@@ -204,22 +204,15 @@ impl Upstream {
         }
     }
 
-    /// Sends a request with `head`'s method and headers to `target` (origin form, valid as a
-    /// request target), with the `extra` header fields after its own, on an idle connection, or a
-    /// new one when none is left. The fields are written as given: valid names and values, and a
-    /// `Host` among them or in `head`. `body` is `None` for a request without one.
+    /// Sends `outgoing` on an idle connection, or a new one when none is left.
     ///
     /// When an idle connection turns out to be closed under the request, the request goes out
     /// again on the next one if the app cannot have seen it: nothing of it was written, or it has
     /// no body and an idempotent method (RFC 9110 §9.2.2) and no answer had begun, as nginx does.
     pub async fn send(
         &self,
-        head: &request::Parts,
-        target: &str,
-        body: Option<Body>,
-        extra: &[(&str, &[u8])],
+        mut outgoing: Outgoing,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let mut outgoing = Outgoing::new(head, target, body, extra);
         let now = Instant::now();
         let deadline = now + self.timeout;
         while let Some(mut connection) = self.idle.take(now) {
@@ -286,7 +279,7 @@ impl Upstream {
 }
 
 /// A request ready to go out, encoded once so that it can go out again on another connection.
-struct Outgoing {
+pub struct Outgoing {
     /// Bytes to write: the head, then body bytes as they come; `written` of them have been.
     buffer: Vec<u8>,
     written: usize,
@@ -304,7 +297,11 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    fn new(
+    /// A request with `head`'s method and headers to `target` (origin form, valid as a request
+    /// target), with the `extra` header fields after its own. The fields are written as given:
+    /// valid names and values, and a `Host` among them or in `head`. `body` is `None` for a
+    /// request without one.
+    pub fn new(
         parts: &request::Parts,
         target: &str,
         body: Option<Body>,

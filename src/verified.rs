@@ -40,7 +40,6 @@ impl Default for VerifiedTokens {
 }
 
 impl VerifiedTokens {
-
     /// The claims `token` had when it was verified, if it is remembered.
     pub fn get(&self, token: &str) -> Option<Arc<Claims>> {
         let slot = self.slot(token).lock().unwrap_or_else(|e| e.into_inner());
