@@ -5,14 +5,17 @@
 //! hyper's own header read timeout registers a timer and removes it again for every request, 6 %
 //! of a proxied request's instructions (callgrind). Here a request only counts itself in and out,
 //! and each connection has one timer that is moved on when it fires.
+//!
+//! The same wrapper carries the worker's `Stop` to the connection at shutdown.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 // tokio's clock, so that tests can move it on.
 use tokio::time::Instant;
 
@@ -68,16 +71,70 @@ impl Drop for InFlight {
     }
 }
 
-/// Runs `connection` until it ends, or until it has had no request in progress for `limit`;
-/// then it is dropped, which closes it.
-pub async fn close_when_idle<F, T>(connection: F, activity: Arc<Activity>, limit: Duration)
+/// The worker's signal to its connections that it is stopping: each finishes what is in progress
+/// and closes. (hyper-util's `GracefulShutdown` polls a watch channel, taking its lock, every
+/// time a connection wakes: 2 % of a proxied request's instructions, callgrind.)
+#[derive(Default)]
+pub struct Stop {
+    stopped: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Ready once `stop` has been called. The task's waker is registered on the first poll only:
+    /// a connection runs as one spawned task, whose waker never changes, so later polls need only
+    /// read the flag.
+    fn stopped(&self) -> impl Future<Output = ()> + '_ {
+        // Made before the flag is read, so a `stop` after that read still wakes it.
+        let mut notified = Box::pin(self.notify.notified());
+        let mut registered = false;
+        std::future::poll_fn(move |cx| {
+            if self.stopped.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            if !registered {
+                registered = true;
+                return notified.as_mut().poll(cx);
+            }
+            Poll::Pending
+        })
+    }
+}
+
+/// Runs `connection` until it ends (`Some` of what it returned), or until it has had no request
+/// in progress for `limit` (`None`); then it is dropped, which closes it. When `stop` comes,
+/// `finish` is called on it once (hyper's graceful shutdown: no new requests, those in progress
+/// complete) and it runs on to its end.
+pub async fn serve<F, T>(
+    connection: F,
+    activity: Arc<Activity>,
+    limit: Duration,
+    stop: Arc<Stop>,
+    finish: impl FnOnce(Pin<&mut F>),
+) -> Option<T>
 where
     F: Future<Output = T>,
 {
-    tokio::select! {
-        biased;
-        _ = connection => {}
-        () = idle_for(&activity, limit) => {}
+    let mut connection = std::pin::pin!(connection);
+    let mut finish = Some(finish);
+    let mut stopped = std::pin::pin!(stop.stopped());
+    let mut idle = std::pin::pin!(idle_for(&activity, limit));
+    loop {
+        tokio::select! {
+            biased;
+            output = connection.as_mut() => return Some(output),
+            () = stopped.as_mut(), if finish.is_some() => {
+                if let Some(finish) = finish.take() {
+                    finish(connection.as_mut());
+                }
+            }
+            () = idle.as_mut() => return None,
+        }
     }
 }
 
@@ -138,10 +195,12 @@ mod tests {
     async fn a_connection_is_closed_only_after_the_limit_with_nothing_in_flight() {
         let limit = Duration::from_secs(10);
         let activity = Activity::new();
-        let watched = tokio::spawn(close_when_idle(
+        let watched = tokio::spawn(serve(
             std::future::pending::<()>(),
             activity.clone(),
             limit,
+            Arc::default(),
+            |_| {},
         ));
         // A request runs for 25 s: three limits pass without closing.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -159,14 +218,73 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_that_never_carries_a_request_is_closed_after_the_limit() {
         let activity = Activity::new();
-        let watched = tokio::spawn(close_when_idle(
+        let watched = tokio::spawn(serve(
             std::future::pending::<()>(),
             activity,
             Duration::from_secs(10),
+            Arc::default(),
+            |_| {},
         ));
         tokio::time::sleep(Duration::from_secs(9)).await;
         assert!(!watched.is_finished());
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(watched.is_finished());
+    }
+
+    /// A connection that ends once it has been asked to finish, what asks it, and how often
+    /// it was asked.
+    fn finishing_connection() -> (impl Future<Output = ()>, impl FnOnce(), Arc<AtomicUsize>) {
+        let (asked, asked_rx) = tokio::sync::oneshot::channel::<()>();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        let connection = async move {
+            let _ = asked_rx.await;
+        };
+        let finish = move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = asked.send(());
+        };
+        (connection, finish, count)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_asks_each_connection_to_finish_once_and_lets_it_run_to_its_end() {
+        let stop = Arc::new(Stop::default());
+        let (connection, finish, asked) = finishing_connection();
+        let limit = Duration::from_secs(60);
+        let watched = tokio::spawn(serve(
+            connection,
+            Activity::new(),
+            limit,
+            stop.clone(),
+            move |_| finish(),
+        ));
+        // One that is never done: asked to finish, it is not dropped but runs on.
+        let stubborn = tokio::spawn(serve(
+            std::future::pending::<()>(),
+            Activity::new(),
+            limit,
+            stop.clone(),
+            |_| {},
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!watched.is_finished() && !stubborn.is_finished());
+        assert_eq!(asked.load(Ordering::SeqCst), 0);
+
+        stop.stop();
+        watched.await.unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!stubborn.is_finished(), "dropped instead of left to finish");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_starts_after_stop_is_asked_to_finish_at_once() {
+        let stop = Arc::new(Stop::default());
+        stop.stop();
+        let (connection, finish, asked) = finishing_connection();
+        let limit = Duration::from_secs(60);
+        serve(connection, Activity::new(), limit, stop, move |_| finish()).await;
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
     }
 }

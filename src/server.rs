@@ -11,13 +11,13 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio_util::task::TaskTracker;
 
 use crate::dispatch;
 use crate::gate::Gate;
-use crate::idle::{self, Activity, InFlight};
+use crate::idle::{self, Activity, InFlight, Stop};
 use crate::proxy::{Forwarder, Peer};
 
 /// An accepted connection on its way to a worker, with its place under the connection cap.
@@ -120,7 +120,9 @@ async fn worker(
         // Headers past max_header_bytes are refused in dispatch; this bounds what is read first.
         .max_buf_size(2 * gate.config.max_header_bytes.max(8192));
     builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    // Connections end on their own or, at shutdown, once `stop` has asked them to finish.
+    let stop = Arc::new(Stop::default());
+    let connections = TaskTracker::new();
     let header_read_timeout = gate.config.header_read_timeout;
 
     loop {
@@ -147,20 +149,27 @@ async fn worker(
                 in_flight,
             )
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
-        let permit = accepted.permit;
-        tokio::spawn(async move {
-            let connection = async {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            };
-            idle::close_when_idle(connection, watched, header_read_timeout).await;
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let (permit, stop) = (accepted.permit, stop.clone());
+        connections.spawn(async move {
+            let served = idle::serve(
+                connection,
+                watched,
+                header_read_timeout,
+                stop,
+                |connection| connection.graceful_shutdown(),
+            );
+            if let Some(Err(e)) = served.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
             drop(permit);
         });
     }
-    if tokio::time::timeout(gate.config.shutdown_grace, graceful.shutdown())
+    stop.stop();
+    connections.close();
+    if tokio::time::timeout(gate.config.shutdown_grace, connections.wait())
         .await
         .is_err()
     {
