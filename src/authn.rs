@@ -85,7 +85,7 @@ pub fn authenticate(
         None => gate.tokens.verify(token, now),
     }
     .map_err(ApiError::Token)?;
-    if gate.revocations.is_revoked(&claims) {
+    if gate.revocations.is_revoked(&claims, now) {
         return Err(ApiError::Token(TokenError::Revoked));
     }
     Ok(claims)

@@ -148,8 +148,9 @@ impl RevocationCache {
         self.tokens.reserve(additional);
     }
 
-    pub fn is_revoked(&self, claims: &Claims) -> bool {
-        let now = unix_now();
+    /// Whether `claims`' session or token is revoked at `now` (unix seconds): the same clock
+    /// reading the token's own times were checked against.
+    pub fn is_revoked(&self, claims: &Claims, now: u64) -> bool {
         self.sessions.contains(&claims.sid, now) || self.tokens.contains(&claims.jti, now)
     }
 
