@@ -174,6 +174,11 @@ impl Forwarder {
         }
     }
 
+    /// Closes the pool's idle connections that can no longer be used (see `Upstream::prune_idle`).
+    pub fn prune_idle(&self) {
+        self.upstream.prune_idle();
+    }
+
     /// Sends a request `rewrite` made to the upstream. The answer streams back with its
     /// hop-by-hop headers removed.
     ///

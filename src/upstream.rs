@@ -174,6 +174,15 @@ impl Idle {
         None
     }
 
+    /// Closes the connections idle for longer than the timeout at `now`, and those the app has
+    /// closed or written to meanwhile, rather than keeping their sockets until the next checkout.
+    fn prune(&self, now: Instant) {
+        let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        connections.retain_mut(|(connection, since)| {
+            now.saturating_duration_since(*since) <= self.timeout && connection.fit_for_reuse()
+        });
+    }
+
     fn put(&self, connection: Connection) {
         // Bytes after the end of an answer mean the two sides no longer agree where messages end.
         if !connection.read.is_empty() {
@@ -202,6 +211,12 @@ impl Upstream {
                 timeout: idle_timeout,
             }),
         }
+    }
+
+    /// Closes idle connections that are past `pool_idle_timeout` or that the app has closed. Run
+    /// every second on the worker that owns them.
+    pub fn prune_idle(&self) {
+        self.idle.prune(Instant::now());
     }
 
     /// Sends `outgoing` on an idle connection, or a new one when none is left.

@@ -4,7 +4,8 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -282,6 +283,57 @@ async fn connections_the_upstream_closed_are_not_reused() {
         5,
         "one new connection per request"
     );
+    gate.stop().await;
+}
+
+/// An idle upstream connection is closed once `pool_idle_timeout` has passed, rather than kept
+/// open until a request next needs a connection.
+#[tokio::test]
+async fn idle_upstream_connections_are_closed_after_the_pool_idle_timeout() {
+    let closed = Arc::new(Mutex::new(None::<Instant>));
+    let seen = closed.clone();
+    let (port, accepted) = raw_upstream(move |mut stream, _| {
+        let seen = seen.clone();
+        async move {
+            while read_request_head(&mut stream).await.is_some() {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+            *seen.lock().unwrap() = Some(Instant::now());
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(
+        &format!("http://127.0.0.1:{port}"),
+        &dir.path().join("pruned.db"),
+        "",
+    )
+    .replace("[upstream]\n", "[upstream]\npool_idle_timeout = \"1s\"\n");
+    let gate = Gate::start(&one_worker(config)).await;
+
+    let sent = Instant::now();
+    assert_eq!(
+        get(gate.addr, "/public/x", &[]).await.status,
+        StatusCode::OK
+    );
+    let close = loop {
+        if let Some(at) = *closed.lock().unwrap() {
+            break at;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "the idle connection is still open 5 s later"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        close.duration_since(sent) >= Duration::from_secs(1),
+        "closed {:?} after the request, before the pool idle timeout",
+        close.duration_since(sent)
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
     gate.stop().await;
 }
 
