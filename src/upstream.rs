@@ -162,7 +162,7 @@ impl Idle {
     fn take(&self, now: Instant) -> Option<Connection> {
         let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((mut connection, since)) = connections.pop() {
-            if now.saturating_duration_since(since) > self.timeout {
+            if self.expired(since, now) {
                 // The rest are older still.
                 connections.clear();
                 return None;
@@ -179,8 +179,13 @@ impl Idle {
     fn prune(&self, now: Instant) {
         let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
         connections.retain_mut(|(connection, since)| {
-            now.saturating_duration_since(*since) <= self.timeout && connection.fit_for_reuse()
+            !self.expired(*since, now) && connection.fit_for_reuse()
         });
+    }
+
+    /// Whether a connection idle since `since` has been idle too long at `now`.
+    fn expired(&self, since: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(since) > self.timeout
     }
 
     fn put(&self, connection: Connection) {
