@@ -1,11 +1,58 @@
-//! The one body type authgate answers with: either a streamed upstream body or a small JSON body
-//! of its own, boxed so both travel through the same `Response`.
+//! Bodies: `Body`, any body boxed, for requests passed on and authgate's own answers; and
+//! `Outbound`, the one type authgate answers with, which carries the upstream's answer unboxed.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
+
+use crate::upstream::UpstreamBody;
 
 pub type Body = BoxBody<Bytes, BoxError>;
+
+/// An answer's body: the upstream's, as it is (most answers), or any other, boxed. Not boxing the
+/// upstream's saves an allocation and two indirect calls per proxied request.
+pub enum Outbound {
+    Upstream(UpstreamBody),
+    Boxed(Body),
+}
+
+impl From<Body> for Outbound {
+    fn from(body: Body) -> Outbound {
+        Outbound::Boxed(body)
+    }
+}
+
+impl hyper::body::Body for Outbound {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Outbound::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Outbound::Boxed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Outbound::Upstream(body) => body.is_end_stream(),
+            Outbound::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Outbound::Upstream(body) => body.size_hint(),
+            Outbound::Boxed(body) => body.size_hint(),
+        }
+    }
+}
 
 /// Any error a body can end with: hyper's, for a client's body, or the upstream client's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

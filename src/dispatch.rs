@@ -13,7 +13,7 @@ use hyper::upgrade::OnUpgrade;
 use serde_json::json;
 
 use crate::authn::authenticate;
-use crate::body::Body;
+use crate::body::{Body, Outbound};
 use crate::config::Config;
 use crate::endpoints::{self, Endpoint};
 use crate::error::{ApiError, json_response};
@@ -123,9 +123,19 @@ pub fn handle(
     let mut log = LogFields::default();
     let next = decide(&gate, &forwarder, request, &peer, &mut log);
     async move {
-        let (outcome, response) = match carry_out(&gate, &forwarder, next, peer.addr).await {
+        let answered = match next {
+            Ok(Next::Forward(outgoing, upgrade)) => forwarder
+                .send(outgoing, upgrade)
+                .await
+                .map(|response| ("forwarded", response)),
+            // Boxed: the state of the rare paths (hashing, store calls) would otherwise be copied
+            // with every proxied request's future.
+            Ok(Next::Local(local)) => Box::pin(answer_locally(&gate, *local, peer.addr)).await,
+            Err(e) => Err(e),
+        };
+        let (outcome, response) = match answered {
             Ok(answered) => answered,
-            Err(e) => (e.outcome(), e.into_response()),
+            Err(e) => (e.outcome(), e.into_response().map(Outbound::Boxed)),
         };
         let elapsed = start.elapsed();
         gate.metrics.request(outcome, elapsed.as_secs_f64());
@@ -149,14 +159,21 @@ pub fn handle(
 
 /// What a request leads to, once everything that needs no waiting is done.
 enum Next {
+    /// Allowed through: the request as the upstream gets it, and the client's side of an upgrade.
+    Forward(Outgoing, Option<OnUpgrade>),
+    /// For authgate itself to answer. Boxed, so that every proxied request's future (which holds
+    /// a `Next`, and is moved into place whole) is a quarter of the size.
+    Local(Box<Local>),
+}
+
+/// A request authgate answers itself.
+enum Local {
     /// Answered already: a liveness probe.
     Answer(&'static str, Response<Body>),
     /// A readiness probe, which asks the store.
     Ready,
     /// An auth endpoint, which reads the body and hashes or asks the store.
     Endpoint(Endpoint, Request<Incoming>),
-    /// Allowed through: the request as the upstream gets it, and the client's side of an upgrade.
-    Forward(Outgoing, Option<OnUpgrade>),
 }
 
 /// classify → authenticate → authorise → rewrite for the upstream, all without waiting.
@@ -172,15 +189,15 @@ fn decide(
         Class::Health => {
             log.path = gate.config.health_path.clone();
             let response = json_response(StatusCode::OK, &json!({ "status": "ok" }));
-            Ok(Next::Answer("health", response))
+            Ok(Next::Local(Box::new(Local::Answer("health", response))))
         }
         Class::Ready => {
             log.path = gate.config.ready_path.clone();
-            Ok(Next::Ready)
+            Ok(Next::Local(Box::new(Local::Ready)))
         }
         Class::Endpoint(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
-            Ok(Next::Endpoint(endpoint, request))
+            Ok(Next::Local(Box::new(Local::Endpoint(endpoint, request))))
         }
         Class::Proxy {
             path_and_query,
@@ -210,16 +227,15 @@ fn decide(
     }
 }
 
-/// Waits for what `decide` left: the upstream's answer, the store, or an endpoint's work.
-async fn carry_out(
+/// Answers a request for authgate itself: waits for the store, or for an endpoint's work.
+async fn answer_locally(
     gate: &Gate,
-    forwarder: &Forwarder,
-    next: Result<Next, ApiError>,
+    local: Local,
     client: SocketAddr,
-) -> Result<(&'static str, Response<Body>), ApiError> {
-    match next? {
-        Next::Answer(outcome, response) => Ok((outcome, response)),
-        Next::Ready => {
+) -> Result<(&'static str, Response<Outbound>), ApiError> {
+    let (outcome, response) = match local {
+        Local::Answer(outcome, response) => (outcome, response),
+        Local::Ready => {
             let loaded = gate.revocations_loaded();
             let reachable = Box::pin(gate.store.ping()).await;
             let status = if loaded && reachable {
@@ -232,18 +248,14 @@ async fn carry_out(
                 "revocations_loaded": loaded,
                 "store_reachable": reachable,
             });
-            Ok(("ready", json_response(status, &body)))
+            ("ready", json_response(status, &body))
         }
-        // Boxed: its state (hashing, store calls) is three times the size of the proxy path's,
-        // and would otherwise be copied with every proxied request's future.
-        Next::Endpoint(endpoint, request) => Ok((
+        Local::Endpoint(endpoint, request) => (
             "answered",
-            Box::pin(endpoints::answer(gate, endpoint, request, client)).await?,
-        )),
-        Next::Forward(outgoing, upgrade) => {
-            Ok(("forwarded", forwarder.send(outgoing, upgrade).await?))
-        }
-    }
+            endpoints::answer(gate, endpoint, request, client).await?,
+        ),
+    };
+    Ok((outcome, response.map(Outbound::Boxed)))
 }
 
 /// Hands the log line the path (without its query) and the user id once the request no longer

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 // tokio's clock, so that tests can move it on.
 use tokio::time::Instant;
 
-use crate::body::{Body, BoxError};
+use crate::body::{BoxError, Outbound};
 
 /// Whether a connection has requests in progress, and since when it has had none.
 pub struct Activity {
@@ -153,13 +153,13 @@ async fn idle_for(activity: &Activity, limit: Duration) {
 
 /// An answer's body, with its request counted in progress until the body is dropped.
 pub struct Tracked {
-    body: Body,
+    body: Outbound,
     /// Held for its `Drop`.
     _in_flight: InFlight,
 }
 
 impl Tracked {
-    pub fn new(body: Body, in_flight: InFlight) -> Tracked {
+    pub fn new(body: Outbound, in_flight: InFlight) -> Tracked {
         Tracked {
             body,
             _in_flight: in_flight,

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
 use crate::authn::all_visible;
-use crate::body::{self, Body};
+use crate::body::{self, Body, Outbound};
 use crate::config::{IdentityConfig, UpstreamConfig};
 use crate::error::{ApiError, TokenError};
 use crate::token::Claims;
@@ -98,16 +98,10 @@ fn same_header(name: &str, key: &str) -> bool {
         })
 }
 
-/// Removes every header whose `header_key` is in `owned`, whatever its case or separators.
-pub fn remove_owned(headers: &mut HeaderMap, owned: &[String]) {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| owned.iter().any(|key| same_header(name.as_str(), key)))
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
-    }
+/// Whether `name`'s `header_key` is in `owned`, whatever its case or separators: such a header
+/// from a client is never passed on.
+pub fn is_owned(name: &str, owned: &[String]) -> bool {
+    owned.iter().any(|key| same_header(name, key))
 }
 
 /// The client at the other end of a connection, with its `X-Forwarded-For` value made once per
@@ -188,8 +182,8 @@ impl Forwarder {
         &self,
         outgoing: Outgoing,
         client_upgrade: Option<OnUpgrade>,
-    ) -> Result<Response<Body>, ApiError> {
-        let response = match self.upstream.send(outgoing).await {
+    ) -> Result<Response<Outbound>, ApiError> {
+        let mut response = match self.upstream.send(outgoing).await {
             Ok(response) => response,
             Err(UpstreamError::Timeout) => return Err(ApiError::UpstreamTimeout),
             Err(e) => {
@@ -200,11 +194,10 @@ impl Forwarder {
         if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
             (client_upgrade, response.status())
         {
-            return Ok(join_upgraded(client_upgrade, response));
+            return Ok(join_upgraded(client_upgrade, response).map(Outbound::Boxed));
         }
-        let (mut parts, incoming) = response.into_parts();
-        remove_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body::stream(incoming)))
+        remove_hop_by_hop(response.headers_mut());
+        Ok(response.map(Outbound::Upstream))
     }
 
     /// `request` as the upstream gets it, at `path_and_query` (already normalised) and as
@@ -227,28 +220,20 @@ impl Forwarder {
         if hop_by_hop {
             remove_hop_by_hop(&mut parts.headers);
         }
-        remove_owned(&mut parts.headers, &self.owned);
 
-        let sent_host = parts.headers.get(header::HOST).cloned();
-        let host = sent_host.clone().or_else(|| {
-            // An absolute-form target names the host itself; HTTP/1.0 may name none.
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let sent_host = parts.headers.get(header::HOST).map(HeaderValue::as_bytes);
+        // An absolute-form target names the host itself (an authority is a valid header value);
+        // HTTP/1.0 may name none.
+        let host = sent_host.or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
         // Written after the client's own headers, none of which has any of these names now:
         // added this way rather than into the map, which would grow and rehash for them.
         let mut extra = Extra::default();
         if sent_host.is_none() {
             // The upstream gets HTTP/1.1, which needs a Host.
-            extra.push(
-                "host",
-                host.as_ref().unwrap_or(&self.upstream_host).as_bytes(),
-            );
+            extra.push("host", host.unwrap_or(self.upstream_host.as_bytes()));
         }
-        if let Some(host) = &host {
-            extra.push("x-forwarded-host", host.as_bytes());
+        if let Some(host) = host {
+            extra.push("x-forwarded-host", host);
         }
         extra.push("x-forwarded-for", peer.forwarded_for.as_bytes());
         extra.push("x-forwarded-proto", b"http");
@@ -278,7 +263,9 @@ impl Forwarder {
         }
         // A bodiless request (most) is not boxed at all.
         let body = (!incoming.is_end_stream()).then(|| body::stream(incoming));
-        let outgoing = Outgoing::new(&parts, path_and_query, body, extra.fields());
+        let outgoing = Outgoing::new(&parts, path_and_query, body, extra.fields(), |name| {
+            is_owned(name, &self.owned)
+        });
         Ok((outgoing, client_upgrade))
     }
 }
@@ -414,14 +401,17 @@ mod tests {
     #[test]
     fn owned_headers_go_in_any_case_and_with_underscores() {
         let owned = vec![header_key("X-Auth-User-Id")];
-        let mut h = map(&[
+        let h = map(&[
             ("x-auth-user-id", "1"),
             ("X_Auth_User_Id", "2"),
             ("x_auth-user_id", "3"),
             ("x-auth-user-idx", "kept"),
         ]);
-        remove_owned(&mut h, &owned);
-        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        let left: Vec<&str> = h
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|name| !is_owned(name, &owned))
+            .collect();
         assert_eq!(left, ["x-auth-user-idx"]);
     }
 }

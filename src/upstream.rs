@@ -317,15 +317,18 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// A request with `head`'s method and headers to `target` (origin form, valid as a request
-    /// target), with the `extra` header fields after its own. The fields are written as given:
-    /// valid names and values, and a `Host` among them or in `head`. `body` is `None` for a
-    /// request without one.
+    /// A request with `head`'s method to `target` (origin form, valid as a request target), with
+    /// `head`'s header fields but those `omit` picks, then the `extra` ones. The fields are
+    /// written as given: valid names and values, and a `Host` among them or in `head`. `body` is
+    /// `None` for a request without one.
+    ///
+    /// Omitted while encoding rather than removed from `head` first: one pass over the fields.
     pub fn new(
         parts: &request::Parts,
         target: &str,
         body: Option<Body>,
         extra: &[(&str, &[u8])],
+        omit: impl Fn(&str) -> bool,
     ) -> Outgoing {
         // The length the client gave, which hyper's server has held its body to, or chunks.
         let chunked = body.is_some() && !parts.headers.contains_key(header::CONTENT_LENGTH);
@@ -335,6 +338,7 @@ impl Outgoing {
                 .headers
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_bytes()))
+                .filter(|&(name, _)| !omit(name))
                 .chain(extra.iter().copied())
         };
         // The size of what follows, so that it takes one allocation.
@@ -1032,7 +1036,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        Outgoing::new(&head, "/x", None, &[])
+        Outgoing::new(&head, "/x", None, &[], |_| false)
     }
 
     #[test]
@@ -1104,11 +1108,18 @@ mod tests {
         let (head, ()) = http::Request::builder()
             .method(Method::POST)
             .header("host", "app")
+            .header("x-dropped", "1")
             .body(())
             .unwrap()
             .into_parts();
         let body = crate::body::full(Bytes::from_static(b"hi"));
-        let outgoing = Outgoing::new(&head, "/submit?x=1", Some(body), &[("x-added", b"1")]);
+        let outgoing = Outgoing::new(
+            &head,
+            "/submit?x=1",
+            Some(body),
+            &[("x-added", b"1")],
+            |name| name == "x-dropped",
+        );
         assert_eq!(
             String::from_utf8_lossy(&outgoing.buffer),
             "POST /submit?x=1 HTTP/1.1\r\nhost: app\r\nx-added: 1\r\ntransfer-encoding: chunked\r\n\r\n"
