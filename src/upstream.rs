@@ -576,22 +576,25 @@ fn parse_head(read: &mut BytesMut, outgoing: &Outgoing) -> Result<Option<Answer>
             continue;
         }
         let http10 = parsed.version == Some(0);
-        // Where each name and value lies, so that the values can share the head's bytes.
+        // Where each name and value lies, so that the values can share the head's bytes. (Read
+        // in place, not moved: as 24 spans of four `usize`, moving them cost 200 instructions.)
         let base = read.as_ptr() as usize;
-        let spans: smallvec::SmallVec<[(usize, usize, usize, usize); 24]> = parsed
+        let offset = |field: &[u8]| (field.as_ptr() as usize - base) as u32;
+        let spans: smallvec::SmallVec<[(u32, u32, u32, u32); 24]> = parsed
             .headers
             .iter()
             .map(|field| {
-                let name = field.name.as_ptr() as usize - base;
-                let value = field.value.as_ptr() as usize - base;
-                (name, field.name.len(), value, field.value.len())
+                let (name, value) = (field.name.as_bytes(), field.value);
+                (offset(name), name.len() as u32, offset(value), value.len() as u32)
             })
             .collect();
         let bytes = read.split_to(length).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
         // Noted on the way, so that most answers need no lookup for them.
         let (mut coded, mut connection) = (false, false);
-        for (name, name_len, value, value_len) in spans {
+        for &(name, name_len, value, value_len) in &spans {
+            let (name, value) = (name as usize, value as usize);
+            let (name_len, value_len) = (name_len as usize, value_len as usize);
             let name = HeaderName::from_bytes(&bytes[name..name + name_len])
                 .map_err(|_| UpstreamError::Invalid("bad header name"))?;
             coded |= name == header::TRANSFER_ENCODING;
