@@ -86,7 +86,10 @@ impl RevokedSet {
     }
 
     fn contains(&self, id: &str, now: u64) -> bool {
-        let key = key_bits(id);
+        self.contains_key(key_bits(id), now)
+    }
+
+    fn contains_key(&self, key: u128, now: u64) -> bool {
         let shard = self.shard(key).read().expect("never poisoned");
         shard
             .get(&key)
@@ -151,7 +154,10 @@ impl RevocationCache {
     /// Whether `claims`' session or token is revoked at `now` (unix seconds): the same clock
     /// reading the token's own times were checked against.
     pub fn is_revoked(&self, claims: &Claims, now: u64) -> bool {
-        self.sessions.contains(&claims.sid, now) || self.tokens.contains(&claims.jti, now)
+        let [session, token] = *claims
+            .revocation_keys
+            .get_or_init(|| [key_bits(&claims.sid), key_bits(&claims.jti)]);
+        self.sessions.contains_key(session, now) || self.tokens.contains_key(token, now)
     }
 
     pub fn is_token_revoked(&self, jti: &str) -> bool {
