@@ -89,7 +89,7 @@ impl Stop {
     /// Ready once `stop` has been called. The task's waker is registered on the first poll only:
     /// a connection runs as one spawned task, whose waker never changes, so later polls need only
     /// read the flag.
-    fn stopped(&self) -> impl Future<Output = ()> + '_ {
+    pub fn stopped(&self) -> impl Future<Output = ()> + '_ {
         // Made before the flag is read, so a `stop` after that read still wakes it.
         let mut notified = Box::pin(self.notify.notified());
         let mut registered = false;

@@ -8,10 +8,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 
@@ -113,16 +114,27 @@ async fn worker(
             pool.prune_idle();
         }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        // The header read timeout is `idle`'s, per connection rather than per request.
+    // A connection that opens like an HTTP/1.1 request is served by `http1` alone; one that
+    // opens with HTTP/2's preface, or with too little to tell, by `auto`, which reads the first
+    // bytes itself and then serves either. (`auto` alone would keep its rewind wrapper on every
+    // read of every connection: 2 % of a proxied request's instructions, callgrind.)
+    // Both serve HTTP/1.1 the same way:
+    // - the header read timeout is `idle`'s, per connection rather than per request;
+    // - small answers go out in one write of one buffer rather than a vectored write;
+    // - headers past max_header_bytes are refused in dispatch; this bounds what is read first.
+    let max_buf_size = 2 * gate.config.max_header_bytes.max(8192);
+    let mut http1 = http1::Builder::new();
+    http1
         .header_read_timeout(None)
-        // Small answers go out in one write of one buffer rather than a vectored write.
         .writev(false)
-        // Headers past max_header_bytes are refused in dispatch; this bounds what is read first.
-        .max_buf_size(2 * gate.config.max_header_bytes.max(8192));
-    builder.http2().timer(TokioTimer::new());
+        .max_buf_size(max_buf_size);
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
+        .header_read_timeout(None)
+        .writev(false)
+        .max_buf_size(max_buf_size);
+    auto.http2().timer(TokioTimer::new());
+    let (http1, auto) = (Arc::new(http1), Arc::new(auto));
     // Connections end on their own or, at shutdown, once `stop` has asked them to finish.
     let stop = Arc::new(Stop::default());
     let connections = TaskTracker::new();
@@ -136,7 +148,7 @@ async fn worker(
             },
             _ = stopping.wait_for(|&stop| stop) => break,
         };
-        let Ok(stream) = tokio::net::TcpStream::from_std(accepted.stream) else {
+        let Ok(stream) = TcpStream::from_std(accepted.stream) else {
             continue;
         };
         let (gate, forwarder, peer) = (gate.clone(), forwarder.clone(), Peer::new(accepted.client));
@@ -152,19 +164,39 @@ async fn worker(
                 in_flight,
             )
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
         let (permit, stop) = (accepted.permit, stop.clone());
+        let (http1, auto) = (http1.clone(), auto.clone());
         connections.spawn(async move {
-            let served = idle::serve(
-                connection,
-                watched,
-                header_read_timeout,
-                stop,
-                |connection| connection.graceful_shutdown(),
-            );
-            if let Some(Err(e)) = served.await {
+            // A client that sends nothing gets no longer than one that stops mid-headers.
+            let opening = tokio::select! {
+                opening = opens_as_http1(&stream) => opening,
+                () = tokio::time::sleep(header_read_timeout) => return,
+                () = stop.stopped() => return,
+            };
+            let ended = match opening {
+                Ok(true) => {
+                    let connection = http1
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    idle::serve(connection, watched, header_read_timeout, stop, |c| {
+                        c.graceful_shutdown()
+                    })
+                    .await
+                    .map(|served| served.map_err(|e| e.to_string()))
+                }
+                Ok(false) => {
+                    let connection =
+                        auto.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    idle::serve(connection, watched, header_read_timeout, stop, |c| {
+                        c.graceful_shutdown()
+                    })
+                    .await
+                    .map(|served| served.map_err(|e| e.to_string()))
+                }
+                // Closed before sending a byte, or reset.
+                Err(_) => return,
+            };
+            if let Some(Err(e)) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -178,4 +210,18 @@ async fn worker(
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
+}
+
+/// HTTP/2's connection preface (RFC 9113 §3.4), which a client with prior knowledge opens with.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a connection's first bytes, looked at without taking them, are plainly not HTTP/2's
+/// preface; `false` when they are, or are the start of it. `Err` when the client closed first.
+async fn opens_as_http1(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut first = [0; PREFACE.len()];
+    let seen = stream.peek(&mut first).await?;
+    if seen == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(first[..seen] != PREFACE[..seen])
 }

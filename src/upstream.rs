@@ -585,7 +585,12 @@ fn parse_head(read: &mut BytesMut, outgoing: &Outgoing) -> Result<Option<Answer>
             .iter()
             .map(|field| {
                 let (name, value) = (field.name.as_bytes(), field.value);
-                (offset(name), name.len() as u32, offset(value), value.len() as u32)
+                (
+                    offset(name),
+                    name.len() as u32,
+                    offset(value),
+                    value.len() as u32,
+                )
             })
             .collect();
         let bytes = read.split_to(length).freeze();

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::process::Process;
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn write_config(dir: &Path, upstream: &Upstream, extra: &str) -> std::path::PathBuf {
@@ -291,4 +292,46 @@ async fn http2_clients_are_served_with_prior_knowledge() {
             );
         }
     }
+}
+
+/// The protocol is told from a connection's first bytes however they arrive: an HTTP/1.1 request
+/// sent a byte at a time, whose first byte is also the preface's, is HTTP/1.1; HTTP/2's preface
+/// sent in two pieces is HTTP/2.
+#[tokio::test]
+async fn the_protocol_is_told_apart_however_the_first_bytes_arrive() {
+    let s = Setup::new().await;
+
+    let mut stream = TcpStream::connect(s.addr()).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let request = b"PUT /public/bytewise HTTP/1.1\r\nHost: gate.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    for byte in request {
+        stream.write_all(&[*byte]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+
+    let mut stream = TcpStream::connect(s.addr()).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The rest of the preface, then an empty SETTINGS frame.
+    stream
+        .write_all(b"\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // An HTTP/2 server's first frame is its SETTINGS (type 4, stream 0).
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut frame))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(frame[3], 4, "not a SETTINGS frame: {frame:?}");
+    assert_eq!(&frame[5..9], &[0, 0, 0, 0], "not on stream 0: {frame:?}");
 }

@@ -458,6 +458,29 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     assert!(s.upstream.seen().is_empty());
 }
 
+/// A client that connects and sends nothing, or only the start of HTTP/2's preface (which says
+/// neither HTTP/1.1 nor HTTP/2 yet), is cut off by the header read timeout (2 s in tests) too,
+/// and no sooner.
+#[tokio::test]
+async fn a_client_that_sends_nothing_or_half_a_preface_is_disconnected() {
+    let s = Setup::new().await;
+    for opening in [&b""[..], b"PRI * HT"] {
+        let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+        stream.write_all(opening).await.unwrap();
+        let from = std::time::Instant::now();
+        let mut out = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+        assert!(closed.is_ok(), "{opening:?}: still open after 10s");
+        assert!(out.is_empty(), "{opening:?}: answered {out:?}");
+        let waited = from.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1900),
+            "{opening:?}: closed after {waited:?}"
+        );
+    }
+}
+
 /// The header read timeout (2 s in tests) also closes a keep-alive connection left idle after an
 /// answer, and no sooner than the timeout.
 #[tokio::test]
