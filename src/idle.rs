@@ -195,7 +195,11 @@ impl IdleTimer {
             });
             self.waker = Waker::from(self.fired.clone());
         }
-        while self.fired.flag.swap(false, Ordering::AcqRel) {
+        // Read before it is cleared: a plain load where the swap is a locked instruction, and
+        // the flag is nearly always clear.
+        while self.fired.flag.load(Ordering::Acquire)
+            && self.fired.flag.swap(false, Ordering::AcqRel)
+        {
             let mut timer_cx = Context::from_waker(&self.waker);
             if self.sleep.as_mut().poll(&mut timer_cx).is_pending() {
                 return Poll::Pending;
