@@ -308,12 +308,7 @@ async fn the_protocol_is_told_apart_however_the_first_bytes_arrive() {
         stream.write_all(&[*byte]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("answered")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = read_to_close(&mut stream).await;
     assert_eq!(raw_status(&answer), 200, "{answer}");
     assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
 

@@ -422,8 +422,13 @@ pub async fn post_with_token(addr: SocketAddr, target: &str, token: &str) -> Ans
 pub async fn send_raw(addr: SocketAddr, raw: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(raw).await.unwrap();
+    read_to_close(&mut stream).await
+}
+
+/// What authgate sends on `stream` until it closes the connection, which must be within 10 s.
+pub async fn read_to_close(stream: &mut TcpStream) -> String {
     let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
     assert!(
         read.is_ok(),
         "authgate did not close the connection in time; got {:?}",
