@@ -3,21 +3,27 @@
 # count to within a few percent whatever else the machine does, so a change to the hot path can be
 # judged in one run where requests/s vary by ±20 %. User space only (authgate and its libraries).
 #
-#   bench/instructions.sh [auth|public] [path/to/authgate]
+#   bench/instructions.sh [auth|public|nginx] [path/to/authgate]
 #
-# Installs valgrind and wrk (Debian packages) when missing; builds the release binary unless one
-# is given. Prints the total per request and the 25 functions that cost the most.
+# `nginx` counts nginx (one worker, the load benchmark's configuration) proxying the authenticated
+# route's very request, bearer token included. CACHE_SIM=1 also simulates the caches and branch
+# predictors and prints their misses per request. Installs valgrind and wrk (and nginx for its
+# mode) when missing; builds the release binary unless one is given. Prints the total per request
+# and the 25 functions that cost the most.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 route=${1:-auth}
 binary=${2:-}
 
-if ! command -v valgrind >/dev/null || ! command -v wrk >/dev/null; then
-  echo "== installing valgrind and wrk" >&2
+if ! command -v valgrind >/dev/null || ! command -v wrk >/dev/null ||
+  { [ "$route" = nginx ] && ! command -v nginx >/dev/null; }; then
+  echo "== installing valgrind, wrk and nginx" >&2
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq valgrind wrk >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq valgrind wrk nginx-light >/dev/null
 fi
+callgrind=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no)
+if [ -n "${CACHE_SIM:-}" ]; then callgrind+=(--cache-sim=yes --branch-sim=yes); fi
 cargo build --release --locked --example loadbench
 if [ -z "$binary" ]; then
   cargo build --release --locked --bin authgate
@@ -54,9 +60,13 @@ per_address = 0
 path = "/public/**"
 access = "public"
 EOF
-RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
-  --callgrind-out-file="$work/callgrind.%p" "$binary" run --config "$work/authgate.toml" \
-  >"$work/authgate.log" 2>&1 &
+# For nginx, authgate runs outside valgrind, only to issue the token that the request carries.
+if [ "$route" = nginx ]; then
+  RUST_LOG=warn "$binary" run --config "$work/authgate.toml" >"$work/authgate.log" 2>&1 &
+else
+  RUST_LOG=warn "${callgrind[@]}" --callgrind-out-file="$work/callgrind.%p" \
+    "$binary" run --config "$work/authgate.toml" >"$work/authgate.log" 2>&1 &
+fi
 vg=$!
 pids+=($vg)
 base="http://127.0.0.1:$port"
@@ -66,7 +76,35 @@ curl -sf -XPOST -H 'Content-Type: application/json' -d "$creds" "$base/register"
 token=$(curl -sf -XPOST -H 'Content-Type: application/json' -d "$creds" "$base/login" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 headers=(); url="$base/public/x"
-if [ "$route" = auth ]; then headers=(-H "Authorization: Bearer $token"); url="$base/api/x"; fi
+if [ "$route" != public ]; then headers=(-H "Authorization: Bearer $token"); url="$base/api/x"; fi
+if [ "$route" = nginx ]; then
+  nginx_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir "$work/nginx"
+  cat >"$work/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $work/nginx/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
+  upstream app { server 127.0.0.1:$(cat "$work/upstream.port"); keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGINX
+  "${callgrind[@]}" --callgrind-out-file="$work/callgrind.%p" \
+    nginx -c "$work/nginx.conf" -p "$work/nginx" >"$work/nginx.log" 2>&1 &
+  vg=$!
+  pids+=($vg)
+  url="http://127.0.0.1:$nginx_port/api/x"
+  for _ in $(seq 600); do curl -sf "$url" >/dev/null && break; sleep 0.2; done
+fi
 
 wrk -t1 -c8 -d2s "${headers[@]}" "$url" >/dev/null # warm up: token remembered, pool filled
 callgrind_control -z "$vg" >/dev/null
@@ -95,6 +133,15 @@ for line in open(path):
             after_call = False
 total = sum(own.values())
 print(f"{route} route: {requests} requests, {total / requests:,.0f} instructions per request")
+events = []
+for line in open(path):
+    if line.startswith("events:"):
+        events = line.split()[1:]
+    if line.startswith("summary:") and len(events) > 1:
+        counts = dict(zip(events, map(int, line.split()[1:])))
+        names = {"I1mr": "L1 instruction cache misses", "D1mr": "L1 data read misses",
+                 "Bcm": "mispredicted conditional branches", "Bim": "mispredicted indirect jumps"}
+        print(", ".join(f"{counts[e] / requests:,.0f} {n}" for e, n in names.items() if e in counts))
 for function, cost in own.most_common(25):
     name = re.sub(r"<[^<>]*>", "<>", re.sub(r"<[^<>]*>", "<>", function))
     print(f"{cost / requests:8,.0f}  {name[:110]}")
