@@ -19,12 +19,6 @@ pub enum Outbound {
     Boxed(Body),
 }
 
-impl From<Body> for Outbound {
-    fn from(body: Body) -> Outbound {
-        Outbound::Boxed(body)
-    }
-}
-
 impl hyper::body::Body for Outbound {
     type Data = Bytes;
     type Error = BoxError;
