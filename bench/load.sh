@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The load benchmark of BENCHMARKS.md in one command: installs wrk and nginx (Debian packages) if
-# missing, builds authgate and the benchmark in release mode, and runs
+# missing, makes the profile-guided release build of authgate (bench/pgo.sh; PGO=0 measures the
+# plain `cargo build --release` instead), builds the benchmark, and runs
 #   (a) direct, (b) nginx, (c) authgate authenticated, (d) authgate public,
 # then the login-flood isolation, memory and start-up with one million revocations.
 # Extra arguments go to the benchmark: --duration SECONDS (10), --connections N (32), --threads N (2).
@@ -14,5 +15,12 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq wrk nginx-light >/dev/null
 fi
 
-cargo build --release --locked --bin authgate --example loadbench
-exec target/release/examples/loadbench "$@"
+if [ "${PGO:-1}" = 0 ]; then
+  cargo build --release --locked --bin authgate
+  authgate=target/release/authgate
+else
+  bench/pgo.sh
+  authgate=target/pgo/authgate
+fi
+cargo build --release --locked --example loadbench
+exec target/release/examples/loadbench --authgate "$authgate" "$@"

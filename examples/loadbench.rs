@@ -5,13 +5,14 @@
 //! public route; then proxied latency while 64 clients hammer /login, memory, and start-up with one
 //! million revocations in the store.
 //!
-//! Run it with `bench/load.sh` (which installs wrk and nginx and builds in release mode). The same
-//! binary, started as `loadbench upstream`, is the fast upstream, so its CPU is counted apart from
-//! the load generator's.
+//! Run it with `bench/load.sh` (which installs wrk and nginx and makes the profile-guided release
+//! build of authgate). The same binary, started as `loadbench upstream`, is the fast upstream, so
+//! its CPU is counted apart from the load generator's; started as `loadbench train BINARY`, it is
+//! the training run of that build (`bench/pgo.sh`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener as StdListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,33 +29,48 @@ struct Settings {
     duration: u64,
     connections: u32,
     threads: u32,
+    /// The authgate binary measured: by default the one built beside this benchmark.
+    authgate: Option<PathBuf>,
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("upstream") {
-        run_upstream();
-        return;
+    match (args.get(1).map(String::as_str), args.get(2), args.get(3)) {
+        (Some("upstream"), None, None) => return run_upstream(),
+        (Some("train"), Some(binary), seconds) => {
+            let seconds = seconds.map_or(Some(8), |s| s.parse().ok());
+            return train(Path::new(binary), seconds.unwrap_or_else(|| usage()));
+        }
+        _ => {}
     }
     let mut settings = Settings {
         duration: 10,
         connections: 32,
         threads: 2,
+        authgate: None,
     };
     let mut it = args.iter().skip(1);
     while let Some(flag) = it.next() {
-        let value = it.next().and_then(|v| v.parse().ok());
-        match (flag.as_str(), value) {
+        let value = it.next();
+        let number = value.and_then(|v| v.parse().ok());
+        match (flag.as_str(), number) {
             ("--duration", Some(v)) => settings.duration = v,
             ("--connections", Some(v)) => settings.connections = v as u32,
             ("--threads", Some(v)) => settings.threads = v as u32,
-            _ => {
-                eprintln!("usage: loadbench [--duration SECONDS] [--connections N] [--threads N]");
-                std::process::exit(2);
-            }
+            ("--authgate", _) if value.is_some() => settings.authgate = value.map(PathBuf::from),
+            _ => usage(),
         }
     }
     orchestrate(&settings);
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: loadbench [--duration SECONDS] [--connections N] [--threads N] [--authgate BINARY]\n\
+         \x20      loadbench train BINARY [SECONDS]\n\
+         \x20      loadbench upstream"
+    );
+    std::process::exit(2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,6 +262,201 @@ fn upstream_connections(port: u16) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The training run of a profile-guided build (bench/pgo.sh): the traffic a sidecar sees, sent to
+// the authgate binary given, so its profile says which code is hot. Mostly authenticated
+// requests, then public ones, and in proportion the rest: bodies, refused tokens, login, refresh
+// and logout. Every answer's status is checked, so the run doubles as a smoke test of the binary.
+
+fn train(binary: &Path, seconds: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::env::current_exe().unwrap();
+    let mut upstream_child = Command::new(&me)
+        .arg("upstream")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(upstream_child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let upstream_port: u16 = line.trim().parse().unwrap();
+    let _upstream = Proc {
+        child: upstream_child,
+    };
+    let gate_port = free_port();
+    let config = write_config(dir.path(), gate_port, upstream_port);
+    let gate = start_authgate(binary, &config);
+    wait_ready(gate_port);
+
+    let creds = r#"{"username":"trainer","password":"a perfectly fine password"}"#;
+    let json = [("Content-Type", "application/json")];
+    assert_eq!(http(gate_port, "POST", "/register", &json, creds).0, 201);
+    let (status, body) = http(gate_port, "POST", "/login", &json, creds);
+    assert_eq!(status, 200, "login: {body}");
+    let token = json_field(&body, "access_token");
+
+    let authenticated = format!(
+        "GET /api/items?page=2 HTTP/1.1\r\nHost: app\r\nUser-Agent: trainer\r\nAccept: */*\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    let item = format!("{{\"name\":\"{}\"}}", "x".repeat(200));
+    let posted = format!(
+        "POST /api/items HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{item}",
+        item.len()
+    );
+    let public = "GET /public/logo.svg HTTP/1.1\r\nHost: app\r\nAccept: */*\r\n\r\n".to_string();
+    let missing = "GET /api/items HTTP/1.1\r\nHost: app\r\n\r\n".to_string();
+    let forged = format!(
+        "GET /api/items HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {}x\r\n\r\n",
+        &token[..token.len() - 1]
+    );
+    // Per 64 requests on a connection: 60 authenticated GETs, 2 POSTs with a body, one without
+    // a token and one with a forged one.
+    let mix: Vec<(&str, u16)> = (0..64)
+        .map(|i| match i {
+            10 | 40 => (posted.as_str(), 200),
+            20 => (missing.as_str(), 401),
+            50 => (forged.as_str(), 401),
+            _ => (authenticated.as_str(), 200),
+        })
+        .collect();
+    let public_mix = [(public.as_str(), 200)];
+
+    let started = Instant::now();
+    let sent = drive(gate_port, &mix, Duration::from_secs(seconds * 3 / 4 + 1))
+        + drive(gate_port, &public_mix, Duration::from_secs(seconds / 4 + 1));
+    // The session's life: login, refresh, a request, logout, then the revoked token refused.
+    for _ in 0..16 {
+        let (status, body) = http(gate_port, "POST", "/login", &json, creds);
+        assert_eq!(status, 200, "login: {body}");
+        let refresh = json_field(&body, "refresh_token");
+        let bearer = format!("Bearer {refresh}");
+        let (status, body) = http(
+            gate_port,
+            "POST",
+            "/refresh",
+            &[("Authorization", &bearer)],
+            "",
+        );
+        assert_eq!(status, 200, "refresh: {body}");
+        let access = format!("Bearer {}", json_field(&body, "access_token"));
+        assert_eq!(
+            http(
+                gate_port,
+                "GET",
+                "/api/me",
+                &[("Authorization", &access)],
+                ""
+            )
+            .0,
+            200
+        );
+        assert_eq!(
+            http(
+                gate_port,
+                "POST",
+                "/logout",
+                &[("Authorization", &access)],
+                ""
+            )
+            .0,
+            200
+        );
+        assert_eq!(
+            http(
+                gate_port,
+                "GET",
+                "/api/me",
+                &[("Authorization", &access)],
+                ""
+            )
+            .0,
+            401
+        );
+    }
+    println!(
+        "trained {} with {sent} proxied requests and 16 sessions in {:.1} s",
+        binary.display(),
+        started.elapsed().as_secs_f64()
+    );
+    // SIGTERM: an instrumented binary writes its profile as it exits.
+    drop(gate);
+}
+
+/// Sends `mix` round and round on 8 keep-alive connections for `duration`, checking each status.
+fn drive(port: u16, mix: &[(&str, u16)], duration: Duration) -> u64 {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(move || {
+                    let deadline = Instant::now() + duration;
+                    let mut connection = KeepAlive::new(port);
+                    let mut sent = 0u64;
+                    while Instant::now() < deadline {
+                        for (request, expected) in mix {
+                            let status = connection.exchange(request.as_bytes());
+                            assert_eq!(status, *expected, "{request}");
+                            sent += 1;
+                        }
+                    }
+                    sent
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    })
+}
+
+/// One HTTP/1.1 keep-alive connection, opened again when the server closes it.
+struct KeepAlive {
+    port: u16,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    fn new(port: u16) -> Self {
+        KeepAlive { port, stream: None }
+    }
+
+    /// Writes one request and reads its answer; gives the status.
+    fn exchange(&mut self, request: &[u8]) -> u16 {
+        let reader = self.stream.get_or_insert_with(|| {
+            let stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+            stream.set_nodelay(true).unwrap();
+            BufReader::new(stream)
+        });
+        reader.get_mut().write_all(request).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let (mut length, mut close) = (0usize, false);
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let field = line.trim_end();
+            if field.is_empty() {
+                break;
+            }
+            let (name, value) = field.split_once(':').unwrap_or((field, ""));
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.trim().eq_ignore_ascii_case("close");
+            }
+        }
+        let mut body = vec![0; length];
+        std::io::Read::read_exact(reader, &mut body).unwrap();
+        if close {
+            self.stream = None;
+        }
+        status
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // wrk.
 
 #[derive(Default, Clone)]
@@ -375,6 +586,23 @@ fn start_authgate(binary: &Path, config: &Path) -> Proc {
     Proc { child }
 }
 
+/// authgate's configuration for a benchmark: the store in `dir`, no login throttling (one address
+/// logs in many times), and `/public/**` open to all.
+fn write_config(dir: &Path, gate_port: u16, upstream_port: u16) -> PathBuf {
+    let config = dir.join("authgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{gate_port}\"\n[upstream]\nurl = \"http://127.0.0.1:{upstream_port}\"\n\
+             [tokens]\nsecret = \"{SECRET}\"\n[store]\npath = \"{}\"\n[login_limits]\nper_user = 0\nper_address = 0\n\
+             [[routes]]\npath = \"/public/**\"\naccess = \"public\"\n",
+            dir.join("authgate.db").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 fn wait_ready(port: u16) -> Duration {
     let start = Instant::now();
     loop {
@@ -393,8 +621,10 @@ fn wait_ready(port: u16) -> Duration {
 
 fn orchestrate(settings: &Settings) {
     let me = std::env::current_exe().unwrap();
-    let release_dir = me.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let authgate_bin = release_dir.join("authgate");
+    let authgate_bin = settings.authgate.clone().unwrap_or_else(|| {
+        let release_dir = me.parent().and_then(Path::parent).unwrap();
+        release_dir.join("authgate")
+    });
     assert!(
         authgate_bin.exists(),
         "{} missing: run bench/load.sh",
@@ -402,11 +632,12 @@ fn orchestrate(settings: &Settings) {
     );
     let dir = tempfile::tempdir().unwrap();
     println!(
-        "# authgate load benchmark: wrk -t{} -c{} -d{}s, keep-alive, on {} cores",
+        "# authgate load benchmark: wrk -t{} -c{} -d{}s, keep-alive, on {} cores; authgate is {}",
         settings.threads,
         settings.connections,
         settings.duration,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        authgate_bin.display()
     );
 
     // The upstream.
@@ -452,18 +683,8 @@ fn orchestrate(settings: &Settings) {
 
     // authgate.
     let gate_port = free_port();
+    let config = write_config(dir.path(), gate_port, upstream_port);
     let store = dir.path().join("authgate.db");
-    let config = dir.path().join("authgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{gate_port}\"\n[upstream]\nurl = \"http://127.0.0.1:{upstream_port}\"\n\
-             [tokens]\nsecret = \"{SECRET}\"\n[store]\npath = \"{}\"\n[login_limits]\nper_user = 0\nper_address = 0\n\
-             [[routes]]\npath = \"/public/**\"\naccess = \"public\"\n",
-            store.display()
-        ),
-    )
-    .unwrap();
     let gate = start_authgate(&authgate_bin, &config);
     wait_for_port(nginx_port);
     wait_ready(gate_port);
@@ -540,12 +761,43 @@ fn orchestrate(settings: &Settings) {
         upstream_port,
     );
     row("(d) authgate, public route", &d);
+    // The latency authgate adds, without queueing: one connection, one request at a time. Under
+    // 32 connections on two shared cores p99 is mostly the wait for a core (the direct run, whose
+    // upstream shares them with wrk, has the worst p99 of all), so (c) - (a) says nothing there.
+    let one = Settings {
+        duration: settings.duration,
+        connections: 1,
+        threads: 1,
+        authgate: None,
+    };
+    let a1 = measure(
+        &one,
+        &format!("http://127.0.0.1:{upstream_port}/api/x"),
+        &auth,
+        &[up],
+        upstream_port,
+    );
+    row("(a1) direct, one connection", &a1);
+    let c1 = measure(
+        &one,
+        &format!("http://127.0.0.1:{gate_port}/api/x"),
+        &auth,
+        &[up, gate.child.id()],
+        upstream_port,
+    );
+    row("(c1) authgate, authenticated, one connection", &c1);
     println!(
-        "\nratios: c/a requests/s = {:.2}, c/b requests/s = {:.2}, c/b CPU per request = {:.2}; added p99 of (c) over (a) = {:.3} ms",
+        "\nratios: c/a requests/s = {:.2}, c/b requests/s = {:.2}, c/b CPU per request = {:.2}",
         c.load.per_second / a.load.per_second,
         c.load.per_second / b.load.per_second,
         c.cpu_ms_per_1000 / b.cpu_ms_per_1000,
-        c.load.p99_ms - a.load.p99_ms
+    );
+    println!(
+        "added latency of (c1) over (a1), one connection: p50 {:+.3} ms, p99 {:+.3} ms (under 32 connections: p50 {:+.3} ms, p99 {:+.3} ms)",
+        c1.load.p50_ms - a1.load.p50_ms,
+        c1.load.p99_ms - a1.load.p99_ms,
+        c.load.p50_ms - a.load.p50_ms,
+        c.load.p99_ms - a.load.p99_ms,
     );
     println!(
         "against nginx without the token: c/b0 requests/s = {:.2}, c/b0 CPU per request = {:.2}",
