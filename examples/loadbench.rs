@@ -269,20 +269,7 @@ fn upstream_connections(port: u16) -> u64 {
 
 fn train(binary: &Path, seconds: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let me = std::env::current_exe().unwrap();
-    let mut upstream_child = Command::new(&me)
-        .arg("upstream")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(upstream_child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let upstream_port: u16 = line.trim().parse().unwrap();
-    let _upstream = Proc {
-        child: upstream_child,
-    };
+    let (_upstream, upstream_port) = start_upstream();
     let gate_port = free_port();
     let config = write_config(dir.path(), gate_port, upstream_port);
     let gate = start_authgate(binary, &config);
@@ -586,6 +573,20 @@ fn start_authgate(binary: &Path, config: &Path) -> Proc {
     Proc { child }
 }
 
+/// The fast upstream, this binary again as `loadbench upstream`, and the port it listens on.
+fn start_upstream() -> (Proc, u16) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("upstream")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (Proc { child }, line.trim().parse().unwrap())
+}
+
 /// authgate's configuration for a benchmark: the store in `dir`, no login throttling (one address
 /// logs in many times), and `/public/**` open to all.
 fn write_config(dir: &Path, gate_port: u16, upstream_port: u16) -> PathBuf {
@@ -640,20 +641,7 @@ fn orchestrate(settings: &Settings) {
         authgate_bin.display()
     );
 
-    // The upstream.
-    let mut upstream_child = Command::new(&me)
-        .arg("upstream")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(upstream_child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let upstream_port: u16 = line.trim().parse().unwrap();
-    let upstream = Proc {
-        child: upstream_child,
-    };
+    let (upstream, upstream_port) = start_upstream();
 
     // nginx, a plain reverse proxy with upstream keep-alive.
     let nginx_port = free_port();
