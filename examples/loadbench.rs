@@ -326,39 +326,11 @@ fn train(binary: &Path, seconds: u64) {
         );
         assert_eq!(status, 200, "refresh: {body}");
         let access = format!("Bearer {}", json_field(&body, "access_token"));
-        assert_eq!(
-            http(
-                gate_port,
-                "GET",
-                "/api/me",
-                &[("Authorization", &access)],
-                ""
-            )
-            .0,
-            200
-        );
-        assert_eq!(
-            http(
-                gate_port,
-                "POST",
-                "/logout",
-                &[("Authorization", &access)],
-                ""
-            )
-            .0,
-            200
-        );
-        assert_eq!(
-            http(
-                gate_port,
-                "GET",
-                "/api/me",
-                &[("Authorization", &access)],
-                ""
-            )
-            .0,
-            401
-        );
+        let status_of =
+            |method, path| http(gate_port, method, path, &[("Authorization", &access)], "").0;
+        assert_eq!(status_of("GET", "/api/me"), 200);
+        assert_eq!(status_of("POST", "/logout"), 200);
+        assert_eq!(status_of("GET", "/api/me"), 401, "a revoked token");
     }
     println!(
         "trained {} with {sent} proxied requests and 16 sessions in {:.1} s",
@@ -706,48 +678,26 @@ fn orchestrate(settings: &Settings) {
             }
         )
     };
-    let a = measure(
-        settings,
-        &format!("http://127.0.0.1:{upstream_port}/api/x"),
-        &[],
-        &[up],
-        upstream_port,
-    );
+    let direct = format!("http://127.0.0.1:{upstream_port}/api/x");
+    let via_nginx = format!("http://127.0.0.1:{nginx_port}/api/x");
+    let via_gate = format!("http://127.0.0.1:{gate_port}/api/x");
+    let gate_public = format!("http://127.0.0.1:{gate_port}/public/x");
+    let (nginx_pids, gate_pids) = ([up, nginx.child.id()], [up, gate.child.id()]);
+    let run = |settings: &Settings, url: &str, headers: &[String], pids: &[u32]| {
+        measure(settings, url, headers, pids, upstream_port)
+    };
+    let a = run(settings, &direct, &[], &[up]);
     row("(a) direct to the upstream", &a);
     // nginx gets the same request as authgate, bearer token included: a client sends it whoever
     // is in front of the app, and reading and passing on its 250 bytes costs a proxy too.
-    let b = measure(
-        settings,
-        &format!("http://127.0.0.1:{nginx_port}/api/x"),
-        &auth,
-        &[up, nginx.child.id()],
-        upstream_port,
-    );
+    let b = run(settings, &via_nginx, &auth, &nginx_pids);
     row("(b) nginx, plain reverse proxy, same request", &b);
     // And without the token, as earlier rounds measured it.
-    let b0 = measure(
-        settings,
-        &format!("http://127.0.0.1:{nginx_port}/api/x"),
-        &[],
-        &[up, nginx.child.id()],
-        upstream_port,
-    );
+    let b0 = run(settings, &via_nginx, &[], &nginx_pids);
     row("(b0) nginx, the request without the token", &b0);
-    let c = measure(
-        settings,
-        &format!("http://127.0.0.1:{gate_port}/api/x"),
-        &auth,
-        &[up, gate.child.id()],
-        upstream_port,
-    );
+    let c = run(settings, &via_gate, &auth, &gate_pids);
     row("(c) authgate, authenticated route, valid token", &c);
-    let d = measure(
-        settings,
-        &format!("http://127.0.0.1:{gate_port}/public/x"),
-        &[],
-        &[up, gate.child.id()],
-        upstream_port,
-    );
+    let d = run(settings, &gate_public, &[], &gate_pids);
     row("(d) authgate, public route", &d);
     // The latency authgate adds, without queueing: one connection, one request at a time. Under
     // 32 connections on two shared cores p99 is mostly the wait for a core (the direct run, whose
@@ -758,42 +708,18 @@ fn orchestrate(settings: &Settings) {
         threads: 1,
         authgate: None,
     };
-    let a1 = measure(
-        &one,
-        &format!("http://127.0.0.1:{upstream_port}/api/x"),
-        &auth,
-        &[up],
-        upstream_port,
-    );
+    let a1 = run(&one, &direct, &auth, &[up]);
     row("(a1) direct, one connection", &a1);
-    let c1 = measure(
-        &one,
-        &format!("http://127.0.0.1:{gate_port}/api/x"),
-        &auth,
-        &[up, gate.child.id()],
-        upstream_port,
-    );
+    let c1 = run(&one, &via_gate, &auth, &gate_pids);
     row("(c1) authgate, authenticated, one connection", &c1);
     // c against b is the target, and one 10 s run swings by ±10 % on two shared cores: two more
     // pairs, each measured back to back, and the median of the three pairs' ratios.
     let mut speed = vec![c.load.per_second / b.load.per_second];
     let mut cpu = vec![c.cpu_ms_per_1000 / b.cpu_ms_per_1000];
     for pair in 2..=3 {
-        let b = measure(
-            settings,
-            &format!("http://127.0.0.1:{nginx_port}/api/x"),
-            &auth,
-            &[up, nginx.child.id()],
-            upstream_port,
-        );
+        let b = run(settings, &via_nginx, &auth, &nginx_pids);
         row(&format!("(b) nginx, pair {pair}"), &b);
-        let c = measure(
-            settings,
-            &format!("http://127.0.0.1:{gate_port}/api/x"),
-            &auth,
-            &[up, gate.child.id()],
-            upstream_port,
-        );
+        let c = run(settings, &via_gate, &auth, &gate_pids);
         row(&format!("(c) authgate, pair {pair}"), &c);
         speed.push(c.load.per_second / b.load.per_second);
         cpu.push(c.cpu_ms_per_1000 / b.cpu_ms_per_1000);
@@ -837,17 +763,10 @@ fn orchestrate(settings: &Settings) {
         format!("wrk.method = \"POST\"\nwrk.body = '{creds}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"),
     )
     .unwrap();
-    let proxied = format!("http://127.0.0.1:{gate_port}/api/x");
     let mut ratios = Vec::new();
     println!();
     for pair in 1..=3 {
-        let idle = measure(
-            settings,
-            &proxied,
-            &auth,
-            &[up, gate.child.id()],
-            upstream_port,
-        );
+        let idle = run(settings, &via_gate, &auth, &gate_pids);
         let flood = wrk(
             settings,
             &format!("http://127.0.0.1:{gate_port}/login"),
@@ -856,13 +775,7 @@ fn orchestrate(settings: &Settings) {
             64,
         );
         std::thread::sleep(Duration::from_millis(300));
-        let during = measure(
-            settings,
-            &proxied,
-            &auth,
-            &[up, gate.child.id()],
-            upstream_port,
-        );
+        let during = run(settings, &via_gate, &auth, &gate_pids);
         let flood_out = flood.wait_with_output().unwrap();
         let flood_load = parse_wrk(&String::from_utf8_lossy(&flood_out.stdout));
         let ratio = during.load.p99_ms / idle.load.p99_ms;
