@@ -1,13 +1,14 @@
 //! Authentication of a request: the bearer token from `Authorization`, verified in memory
 //! (signature, claims, kind) and then checked against the revocation cache.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use crate::error::{ApiError, TokenError};
 use crate::gate::Gate;
-use std::sync::Arc;
-
 use crate::token::{Claims, TokenKind, unix_now};
 
 /// Extracts the JWT from `Authorization: Bearer <JWT>`, with Flask-JWT-Extended's messages: the
@@ -93,6 +94,22 @@ pub fn authenticate(
         return Err(ApiError::Token(TokenError::Revoked));
     }
     Ok(claims)
+}
+
+/// Resolves once `claims` no longer admit their holder: when they expire, or within a second of
+/// their revocation reaching this replica. A WebSocket tunnel lasts no longer than its token, as
+/// a request would not be let through on it: logout really ends it.
+pub async fn until_invalid(gate: Arc<Gate>, claims: Arc<Claims>) {
+    let valid_until = claims
+        .exp
+        .saturating_add(gate.config.tokens.leeway.as_secs());
+    loop {
+        let now = unix_now();
+        if now >= valid_until || gate.revocations.is_revoked(&claims, now) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs((valid_until - now).min(1))).await;
+    }
 }
 
 #[cfg(test)]

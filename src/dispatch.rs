@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,14 +13,14 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use serde_json::json;
 
-use crate::authn::authenticate;
+use crate::authn::{self, authenticate};
 use crate::body::{Body, Outbound};
 use crate::config::Config;
 use crate::endpoints::{self, Endpoint};
 use crate::error::{ApiError, json_response};
 use crate::gate::Gate;
 use crate::idle::{InFlight, Tracked};
-use crate::proxy::{Forwarder, Peer};
+use crate::proxy::{Forwarder, Peer, Upgrade};
 use crate::routes::{Access, Decision, normalise_path};
 use crate::token::{Claims, TokenKind};
 use crate::upstream::Outgoing;
@@ -115,7 +116,7 @@ pub fn handle(
     gate: Arc<Gate>,
     forwarder: Arc<Forwarder>,
     request: Request<Incoming>,
-    peer: Peer,
+    peer: Arc<Peer>,
     in_flight: InFlight,
 ) -> impl Future<Output = Result<Response<Tracked>, Infallible>> + Send + 'static {
     let start = Instant::now();
@@ -124,10 +125,13 @@ pub fn handle(
     let next = decide(&gate, &forwarder, request, &peer, &mut log);
     async move {
         let answered = match next {
-            Ok(Next::Forward(outgoing, upgrade)) => forwarder
-                .send(outgoing, upgrade)
-                .await
-                .map(|response| ("forwarded", response)),
+            Ok(Next::Forward(outgoing, switch)) => {
+                let upgrade = switch.map(|switch| tunnel(&gate, &peer, *switch));
+                forwarder
+                    .send(outgoing, upgrade)
+                    .await
+                    .map(|response| ("forwarded", response))
+            }
             // Boxed: the state of the rare paths (hashing, store calls) would otherwise be copied
             // with every proxied request's future.
             Ok(Next::Local(local)) => Box::pin(answer_locally(&gate, *local, peer.addr)).await,
@@ -159,11 +163,27 @@ pub fn handle(
 
 /// What a request leads to, once everything that needs no waiting is done.
 enum Next {
-    /// Allowed through: the request as the upstream gets it, and the client's side of an upgrade.
-    Forward(Outgoing, Option<OnUpgrade>),
+    /// Allowed through: the request as the upstream gets it, and its request to switch protocols.
+    Forward(Outgoing, Option<Box<Switch>>),
     /// For authgate itself to answer. Boxed, so that every proxied request's future (which holds
     /// a `Next`, and is moved into place whole) is a quarter of the size.
     Local(Box<Local>),
+}
+
+/// A client's request to switch protocols (WebSocket), with the claims of the token it came with.
+struct Switch {
+    client: OnUpgrade,
+    claims: Option<Arc<Claims>>,
+}
+
+/// The tunnel a switch opens if the app agrees: it keeps the connection's place under
+/// `max_connections` and, on a guarded route, lasts no longer than its token is valid.
+fn tunnel(gate: &Arc<Gate>, peer: &Arc<Peer>, switch: Switch) -> Upgrade {
+    let ends = switch.claims.map(|claims| {
+        Box::pin(authn::until_invalid(gate.clone(), claims))
+            as Pin<Box<dyn Future<Output = ()> + Send>>
+    });
+    Upgrade::new(switch.client, peer.clone(), ends)
 }
 
 /// A request authgate answers itself.
@@ -220,9 +240,20 @@ fn decide(
                 }
             };
             let rewritten = forwarder.rewrite(request, &path_and_query, claims.as_deref(), peer);
+            let (outgoing, client) = match rewritten {
+                Ok(rewritten) => rewritten,
+                Err(e) => {
+                    record(log, path_and_query, claims);
+                    return Err(e);
+                }
+            };
+            // An upgrade keeps the claims: its tunnel checks them until it closes.
+            let switch = client.map(|client| {
+                let claims = claims.clone();
+                Box::new(Switch { client, claims })
+            });
             record(log, path_and_query, claims);
-            let (outgoing, upgrade) = rewritten?;
-            Ok(Next::Forward(outgoing, upgrade))
+            Ok(Next::Forward(outgoing, switch))
         }
     }
 }

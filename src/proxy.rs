@@ -2,6 +2,8 @@
 //! can never forge, X-Forwarded-*), one pooled keep-alive client, streamed bodies both ways.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -10,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::authn::all_visible;
 use crate::body::{self, Body, Outbound};
@@ -104,22 +107,45 @@ pub fn is_owned(name: &str, owned: &[String]) -> bool {
     owned.iter().any(|key| same_header(name, key))
 }
 
-/// The client at the other end of a connection, with its `X-Forwarded-For` value made once per
-/// connection rather than formatted for every request.
-#[derive(Clone)]
+/// The client at the other end of a connection, shared by the connection's requests: its
+/// `X-Forwarded-For` value, made once per connection rather than for every request, and its place
+/// under `max_connections`, held until the connection and any tunnel opened on it have closed.
 pub struct Peer {
     pub addr: SocketAddr,
     forwarded_for: HeaderValue,
+    _place: Option<OwnedSemaphorePermit>,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr) -> Peer {
+    pub fn new(addr: SocketAddr, place: Option<OwnedSemaphorePermit>) -> Peer {
         let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
             .expect("an IP address is a valid header value");
         Peer {
             addr,
             forwarded_for,
+            _place: place,
         }
+    }
+}
+
+/// A client's request to switch protocols (WebSocket), and what the tunnel that follows a 101
+/// answer holds and obeys.
+pub struct Upgrade {
+    client: OnUpgrade,
+    /// Keeps the connection's place under `max_connections` while the tunnel is open.
+    peer: Arc<Peer>,
+    /// Resolves when the tunnel must close: the token that opened it has expired or was revoked.
+    /// `None` on a public route.
+    ends: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Upgrade {
+    pub fn new(
+        client: OnUpgrade,
+        peer: Arc<Peer>,
+        ends: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> Upgrade {
+        Upgrade { client, peer, ends }
     }
 }
 
@@ -181,7 +207,7 @@ impl Forwarder {
     pub async fn send(
         &self,
         outgoing: Outgoing,
-        client_upgrade: Option<OnUpgrade>,
+        upgrade: Option<Upgrade>,
     ) -> Result<Response<Outbound>, ApiError> {
         let mut response = match self.upstream.send(outgoing).await {
             Ok(response) => response,
@@ -191,10 +217,8 @@ impl Forwarder {
                 return Err(ApiError::UpstreamUnavailable);
             }
         };
-        if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
-            (client_upgrade, response.status())
-        {
-            return Ok(join_upgraded(client_upgrade, response).map(Outbound::Boxed));
+        if let (Some(upgrade), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, response.status()) {
+            return Ok(join_upgraded(upgrade, response).map(Outbound::Boxed));
         }
         remove_hop_by_hop(response.headers_mut());
         Ok(response.map(Outbound::Upstream))
@@ -315,12 +339,14 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Answers the client with the upstream's 101 and, once the client has switched too, copies bytes
-/// between the two connections until either side closes.
-fn join_upgraded(client_upgrade: OnUpgrade, response: Response<UpstreamBody>) -> Response<Body> {
+/// between the two connections until either side closes, or until the token that opened the
+/// tunnel is no longer valid: then both connections are closed.
+fn join_upgraded(upgrade: Upgrade, response: Response<UpstreamBody>) -> Response<Body> {
     let (parts, upstream) = response.into_parts();
     if let Some((mut upstream, sent_early)) = upstream.into_upgraded() {
         tokio::spawn(async move {
-            let client = match client_upgrade.await {
+            let Upgrade { client, peer, ends } = upgrade;
+            let client = match client.await {
                 Ok(client) => client,
                 Err(e) => {
                     tracing::debug!(error = %e, "upgrade did not complete");
@@ -328,9 +354,18 @@ fn join_upgraded(client_upgrade: OnUpgrade, response: Response<UpstreamBody>) ->
                 }
             };
             let mut client = TokioIo::new(client);
-            if client.write_all(&sent_early).await.is_ok() {
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            if client.write_all(&sent_early).await.is_err() {
+                return;
             }
+            let tunnel = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+            match ends {
+                None => drop(tunnel.await),
+                Some(ends) => tokio::select! {
+                    _ = tunnel => {}
+                    () = ends => tracing::debug!("tunnel closed: its token expired or was revoked"),
+                },
+            }
+            drop(peer);
         });
     }
     // The 101's Connection and Upgrade headers are the handshake itself: they stay.

@@ -151,7 +151,8 @@ async fn worker(
         let Ok(stream) = TcpStream::from_std(accepted.stream) else {
             continue;
         };
-        let (gate, forwarder, peer) = (gate.clone(), forwarder.clone(), Peer::new(accepted.client));
+        let peer = Arc::new(Peer::new(accepted.client, Some(accepted.permit)));
+        let (gate, forwarder) = (gate.clone(), forwarder.clone());
         let activity = Activity::new();
         let watched = activity.clone();
         let service = service_fn(move |request| {
@@ -164,7 +165,7 @@ async fn worker(
                 in_flight,
             )
         });
-        let (permit, stop) = (accepted.permit, stop.clone());
+        let stop = stop.clone();
         let (http1, auto) = (http1.clone(), auto.clone());
         connections.spawn(async move {
             // A client that sends nothing gets no longer than one that stops mid-headers.
@@ -199,7 +200,6 @@ async fn worker(
             if let Some(Err(e)) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     stop.stop();

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -205,40 +206,65 @@ async fn each_request_logs_one_structured_line_without_the_token() {
     }
 }
 
+type WebSocket = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// A WebSocket to the test app's echo through authgate at `addr`, opened with `token` (and a
+/// forged identity header, which must not arrive).
+async fn open_websocket(addr: SocketAddr, token: &str) -> WebSocket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/ws/chat")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-auth-user-id", "forged".parse().unwrap());
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (ws, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    ws
+}
+
+/// Sends `text` and gives the app's echo of it.
+async fn echo(ws: &mut WebSocket, text: &str) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(text)).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an echo within 5 s")
+        .expect("the tunnel is open")
+        .unwrap();
+    reply.into_text().unwrap().as_str().to_string()
+}
+
+/// Whether the tunnel under `ws` is closed within `limit`: reading ends (authgate closes both
+/// TCP connections; it speaks no WebSocket itself, so no close frame comes).
+async fn closed_within(ws: &mut WebSocket, limit: Duration) -> bool {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    match tokio::time::timeout(limit, ws.next()).await {
+        Err(_) => false,
+        Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => true,
+        Ok(Some(Ok(message))) => panic!("a message nobody sent: {message:?}"),
+    }
+}
+
 #[tokio::test]
 async fn websocket_upgrades_pass_through_after_the_token_check() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     let s = Setup::new().await;
     let (access, _) = s.login("alice").await;
     let user_id = payload(&access)["sub"].as_str().unwrap().to_string();
 
-    let mut request = format!("ws://{}/ws/chat", s.addr())
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {access}").parse().unwrap());
-    request
-        .headers_mut()
-        .insert("x-auth-user-id", "forged".parse().unwrap());
-    let stream = TcpStream::connect(s.addr()).await.unwrap();
-    let (mut ws, response) = tokio_tungstenite::client_async(request, stream)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut ws = open_websocket(s.addr(), &access).await;
     for text in ["hello", "again"] {
-        ws.send(Message::text(text)).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            reply.into_text().unwrap().as_str(),
-            format!("{user_id}: {text}")
-        );
+        assert_eq!(echo(&mut ws, text).await, format!("{user_id}: {text}"));
     }
 
     // Without a token the handshake is refused and never reaches the app.
@@ -255,6 +281,89 @@ async fn websocket_upgrades_pass_through_after_the_token_check() {
         other => panic!("expected a 401, got {other:?}"),
     }
     assert_eq!(s.upstream.seen().len(), before);
+}
+
+/// Logout revokes the session, and a tunnel opened with the session's token is a request that
+/// is still going: it is closed within about a second. Other sessions' tunnels stay open.
+#[tokio::test]
+async fn logout_closes_the_websockets_its_session_opened() {
+    let s = Setup::new().await;
+    let (alice, _) = s.login("alice").await;
+    let (bob, _) = s.login("bob").await;
+    let mut alice_ws = open_websocket(s.addr(), &alice).await;
+    let mut bob_ws = open_websocket(s.addr(), &bob).await;
+    echo(&mut alice_ws, "before").await;
+
+    let r = post_with_token(s.addr(), "/logout", &alice).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        closed_within(&mut alice_ws, Duration::from_secs(5)).await,
+        "the revoked session's tunnel stayed open"
+    );
+    let bob_id = payload(&bob)["sub"].as_str().unwrap().to_string();
+    assert_eq!(
+        echo(&mut bob_ws, "still here").await,
+        format!("{bob_id}: still here")
+    );
+}
+
+/// A tunnel lasts no longer than the access token that opened it: the client reconnects with a
+/// fresh one, as it would send a fresh one with a request.
+#[tokio::test]
+async fn a_websocket_closes_when_the_token_that_opened_it_expires() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(&upstream.url(), &dir.path().join("e.db"), "")
+        .replace("[tokens]\n", "[tokens]\naccess_ttl = \"2s\"\n");
+    let gate = Gate::start(&config).await;
+    let (access, _) = Setup::login_at(gate.addr, "alice").await;
+    let mut ws = open_websocket(gate.addr, &access).await;
+    echo(&mut ws, "while valid").await;
+
+    let expires = payload(&access)["exp"].as_u64().unwrap();
+    assert!(
+        closed_within(&mut ws, Duration::from_secs(6)).await,
+        "the tunnel outlived its token"
+    );
+    assert!(now() >= expires, "closed before the token expired");
+    gate.stop().await;
+}
+
+/// A WebSocket keeps its connection's place under `max_connections` until it closes: a tunnel is
+/// a connection authgate holds open, like any other.
+#[tokio::test]
+async fn an_open_websocket_holds_its_place_under_max_connections() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(&upstream.url(), &dir.path().join("m.db"), "")
+        .replace("[server]\n", "[server]\nmax_connections = 1\n");
+    let gate = Gate::start(&config).await;
+    let (access, _) = Setup::login_at(gate.addr, "alice").await;
+    // The set-up calls' connections have closed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut ws = open_websocket(gate.addr, &access).await;
+    echo(&mut ws, "holding the only place").await;
+
+    let mut other = TcpStream::connect(gate.addr).await.unwrap();
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(500), other.read_to_end(&mut out)).await;
+    assert!(
+        early.is_err(),
+        "served beyond the cap while a tunnel was open: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(5), other.read_to_end(&mut out))
+        .await
+        .expect("served once the tunnel closed")
+        .unwrap();
+    assert_eq!(raw_status(&String::from_utf8_lossy(&out)), 200);
+    gate.stop().await;
 }
 
 #[tokio::test]
