@@ -53,6 +53,9 @@ pub struct RawServer {
     pub health_path: String,
     pub ready_path: String,
     pub shutdown_grace: String,
+    /// Proxies in front of authgate (an ingress, a load balancer), as addresses or CIDR networks,
+    /// whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -71,6 +74,7 @@ impl Default for RawServer {
             health_path: "/healthz".into(),
             ready_path: "/readyz".into(),
             shutdown_grace: "30s".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -279,6 +283,7 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub max_authorization_header: usize,
     pub max_auth_body: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub upstream: UpstreamConfig,
     pub tokens: TokenConfig,
     pub store: StoreConfig,
@@ -570,6 +575,20 @@ impl Config {
         if raw.server.max_auth_body < 1024 {
             problems.push("server.max_auth_body must be at least 1024 bytes".into());
         }
+        let trusted_proxies = raw
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|text| match trusted_proxy(text) {
+                Some(network) => Some(network),
+                None => {
+                    problems.push(format!(
+                        "server.trusted_proxies: {text:?} is not an IP address or a network such as \"10.0.0.0/8\""
+                    ));
+                    None
+                }
+            })
+            .collect();
 
         let upstream_base = parse_upstream(&raw.upstream.url).unwrap_or_else(|p| {
             problems.push(p);
@@ -656,6 +675,7 @@ impl Config {
             max_header_bytes: raw.server.max_header_bytes,
             max_authorization_header: raw.server.max_authorization_header,
             max_auth_body: raw.server.max_auth_body,
+            trusted_proxies,
             upstream: UpstreamConfig {
                 base: upstream_base,
                 timeout: upstream_timeout,
@@ -694,6 +714,16 @@ impl Config {
             routes: RouteTable::new(rules, raw.server.case_insensitive_routes),
         })
     }
+}
+
+/// A network (`10.0.0.0/8`, `fd00::/8`) or a single address (`10.1.2.3`, `::1`).
+fn trusted_proxy(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 fn store_config(raw: &RawStore, connect_timeout: Duration) -> Result<StoreConfig, String> {
@@ -939,6 +969,34 @@ access = "public"
             err.contains("passwords.max_wait must be at least 1s"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let with = |list: &str| {
+            GOOD.replace(
+                "[server]\n",
+                &format!("[server]\ntrusted_proxies = {list}\n"),
+            )
+        };
+        let config = Config::parse(&with(r#"["10.0.0.0/8", "::1", " 192.168.1.7 "]"#)).unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "::1/128", "192.168.1.7/32"]);
+        assert!(Config::parse(GOOD).unwrap().trusted_proxies.is_empty());
+
+        let err = Config::parse(&with(r#"["10.0.0.0/33", "ingress"]"#))
+            .unwrap_err()
+            .to_string();
+        for bad in ["\"10.0.0.0/33\"", "\"ingress\""] {
+            assert!(
+                err.contains(&format!("server.trusted_proxies: {bad} is not")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +18,7 @@ use crate::body::{Body, Outbound};
 use crate::config::Config;
 use crate::endpoints::{self, Endpoint};
 use crate::error::{ApiError, json_response};
+use crate::forwarded::Relayed;
 use crate::gate::Gate;
 use crate::idle::{InFlight, Tracked};
 use crate::proxy::{Forwarder, Peer, Upgrade};
@@ -134,7 +135,7 @@ pub fn handle(
             }
             // Boxed: the state of the rare paths (hashing, store calls) would otherwise be copied
             // with every proxied request's future.
-            Ok(Next::Local(local)) => Box::pin(answer_locally(&gate, *local, peer.addr)).await,
+            Ok(Next::Local(local)) => Box::pin(answer_locally(&gate, *local)).await,
             Err(e) => Err(e),
         };
         let (outcome, response) = match answered {
@@ -192,8 +193,9 @@ enum Local {
     Answer(&'static str, Response<Body>),
     /// A readiness probe, which asks the store.
     Ready,
-    /// An auth endpoint, which reads the body and hashes or asks the store.
-    Endpoint(Endpoint, Request<Incoming>),
+    /// An auth endpoint, which reads the body and hashes or asks the store; with the client's
+    /// address, for the login throttle.
+    Endpoint(Endpoint, Request<Incoming>, IpAddr),
 }
 
 /// classify → authenticate → authorise → rewrite for the upstream, all without waiting.
@@ -205,6 +207,14 @@ fn decide(
     log: &mut LogFields,
 ) -> Result<Next, ApiError> {
     vet_message(&request, gate.config.max_header_bytes)?;
+    // A trusted proxy speaks for the client: its forwarding headers say who that is.
+    let relayed = peer.trusted.then(|| {
+        Relayed::read(
+            peer.addr.ip(),
+            request.headers(),
+            &gate.config.trusted_proxies,
+        )
+    });
     match classify(&gate.config, request.method(), request.uri())? {
         Class::Health => {
             log.path = gate.config.health_path.clone();
@@ -217,7 +227,10 @@ fn decide(
         }
         Class::Endpoint(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
-            Ok(Next::Local(Box::new(Local::Endpoint(endpoint, request))))
+            let client = relayed.map_or(peer.addr.ip(), |relayed| relayed.client);
+            Ok(Next::Local(Box::new(Local::Endpoint(
+                endpoint, request, client,
+            ))))
         }
         Class::Proxy {
             path_and_query,
@@ -239,7 +252,13 @@ fn decide(
                     }
                 }
             };
-            let rewritten = forwarder.rewrite(request, &path_and_query, claims.as_deref(), peer);
+            let rewritten = forwarder.rewrite(
+                request,
+                &path_and_query,
+                claims.as_deref(),
+                peer,
+                relayed.as_ref(),
+            );
             let (outgoing, client) = match rewritten {
                 Ok(rewritten) => rewritten,
                 Err(e) => {
@@ -262,7 +281,6 @@ fn decide(
 async fn answer_locally(
     gate: &Gate,
     local: Local,
-    client: SocketAddr,
 ) -> Result<(&'static str, Response<Outbound>), ApiError> {
     let (outcome, response) = match local {
         Local::Answer(outcome, response) => (outcome, response),
@@ -281,7 +299,7 @@ async fn answer_locally(
             });
             ("ready", json_response(status, &body))
         }
-        Local::Endpoint(endpoint, request) => (
+        Local::Endpoint(endpoint, request, client) => (
             "answered",
             endpoints::answer(gate, endpoint, request, client).await?,
         ),

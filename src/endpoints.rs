@@ -1,6 +1,6 @@
 //! The endpoints authgate answers itself: /register, /login, /refresh, /logout.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -53,7 +53,7 @@ pub async fn answer(
     gate: &Gate,
     endpoint: Endpoint,
     request: Request<Incoming>,
-    client: SocketAddr,
+    client: IpAddr,
 ) -> Result<Response<Body>, ApiError> {
     match endpoint {
         Endpoint::Register => register(gate, request).await,
@@ -125,11 +125,11 @@ async fn register(gate: &Gate, request: Request<Incoming>) -> Result<Response<Bo
 async fn login(
     gate: &Gate,
     request: Request<Incoming>,
-    client: SocketAddr,
+    client: IpAddr,
 ) -> Result<Response<Body>, ApiError> {
     // Every attempt counts against the address; only failures count against the username, so a
     // user who knows their password is not locked out by someone else's guesses for long.
-    let address = client.ip().to_string();
+    let address = client.to_string();
     if let Some(throttle) = &gate.login_throttle.per_address {
         throttle
             .check(&address)

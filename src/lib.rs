@@ -21,6 +21,7 @@ pub mod config;
 pub mod dispatch;
 pub mod endpoints;
 pub mod error;
+pub mod forwarded;
 pub mod gate;
 pub mod idle;
 pub mod metrics;

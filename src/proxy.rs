@@ -18,6 +18,7 @@ use crate::authn::all_visible;
 use crate::body::{self, Body, Outbound};
 use crate::config::{IdentityConfig, UpstreamConfig};
 use crate::error::{ApiError, TokenError};
+use crate::forwarded::Relayed;
 use crate::token::Claims;
 use crate::upstream::{Outgoing, Upstream, UpstreamBody, UpstreamError};
 
@@ -112,16 +113,19 @@ pub fn is_owned(name: &str, owned: &[String]) -> bool {
 /// under `max_connections`, held until the connection and any tunnel opened on it have closed.
 pub struct Peer {
     pub addr: SocketAddr,
+    /// One of `server.trusted_proxies`, whose forwarding headers are believed.
+    pub trusted: bool,
     forwarded_for: HeaderValue,
     _place: Option<OwnedSemaphorePermit>,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr, place: Option<OwnedSemaphorePermit>) -> Peer {
+    pub fn new(addr: SocketAddr, trusted: bool, place: Option<OwnedSemaphorePermit>) -> Peer {
         let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
             .expect("an IP address is a valid header value");
         Peer {
             addr,
+            trusted,
             forwarded_for,
             _place: place,
         }
@@ -233,6 +237,7 @@ impl Forwarder {
         path_and_query: &str,
         identity: Option<&Claims>,
         peer: &Peer,
+        relayed: Option<&Relayed>,
     ) -> Result<(Outgoing, Option<OnUpgrade>), ApiError> {
         // An upgrade needs a Connection header, which is hop-by-hop: most requests skip both.
         let hop_by_hop = has_hop_by_hop(request.headers());
@@ -264,8 +269,16 @@ impl Forwarder {
         if let Some(host) = host {
             extra.push("x-forwarded-host", host);
         }
-        extra.push("x-forwarded-for", peer.forwarded_for.as_bytes());
-        extra.push("x-forwarded-proto", b"http");
+        match relayed {
+            Some(relayed) => {
+                extra.push("x-forwarded-for", relayed.forwarded_for.as_bytes());
+                extra.push("x-forwarded-proto", relayed.proto.as_bytes());
+            }
+            None => {
+                extra.push("x-forwarded-for", peer.forwarded_for.as_bytes());
+                extra.push("x-forwarded-proto", b"http");
+            }
+        }
         if let Some(protocol) = &upgrade {
             extra.push("upgrade", protocol.as_bytes());
             extra.push("connection", b"upgrade");

@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 
 use crate::dispatch;
+use crate::forwarded::is_trusted;
 use crate::gate::Gate;
 use crate::idle::{self, Activity, InFlight, Stop};
 use crate::proxy::{Forwarder, Peer};
@@ -151,7 +152,8 @@ async fn worker(
         let Ok(stream) = TcpStream::from_std(accepted.stream) else {
             continue;
         };
-        let peer = Arc::new(Peer::new(accepted.client, Some(accepted.permit)));
+        let trusted = is_trusted(accepted.client.ip(), &gate.config.trusted_proxies);
+        let peer = Arc::new(Peer::new(accepted.client, trusted, Some(accepted.permit)));
         let (gate, forwarder) = (gate.clone(), forwarder.clone());
         let activity = Activity::new();
         let watched = activity.clone();

@@ -451,6 +451,61 @@ async fn failed_logins_are_throttled_per_username_with_retry_after() {
     );
 }
 
+/// Behind a trusted proxy every client has an allowance of its own, so one client's guesses do
+/// not lock out the others; and a client that is not a trusted proxy cannot escape its own
+/// allowance by writing a new `X-Forwarded-For` each time.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_is_throttled_on_its_own() {
+    let creds = json!({"username": "nobody", "password": "whatever password"});
+    let login_from = |addr, client: &'static str| {
+        let creds = creds.clone();
+        async move {
+            post_json(addr, "/login", &creds, &[("x-forwarded-for", client)])
+                .await
+                .status
+        }
+    };
+
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(
+        &upstream.url(),
+        &dir.path().join("t.db"),
+        "[login_limits]\nper_address = 2\n",
+    )
+    .replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let gate = Gate::start(&config).await;
+    for _ in 0..2 {
+        assert_eq!(
+            login_from(gate.addr, "203.0.113.7").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(gate.addr, "203.0.113.7").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_from(gate.addr, "198.51.100.2").await,
+        StatusCode::UNAUTHORIZED,
+        "another client behind the same proxy keeps its allowance"
+    );
+    gate.stop().await;
+
+    let s = Setup::with_extra("[login_limits]\nper_address = 2\n").await;
+    for client in ["1.1.1.1", "2.2.2.2"] {
+        assert_eq!(login_from(s.addr(), client).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login_from(s.addr(), "3.3.3.3").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "an untrusted peer's X-Forwarded-For is not believed"
+    );
+}
+
 #[tokio::test]
 async fn login_attempts_are_throttled_per_client_address() {
     let s = Setup::with_extra("[login_limits]\nper_address = 3\n").await;

@@ -147,6 +147,37 @@ async fn forged_identity_headers_are_removed_on_public_and_authenticated_routes(
     );
 }
 
+/// Behind an ingress listed in `server.trusted_proxies`, the app learns the client the ingress
+/// speaks for and the scheme it was reached by. What the client wrote itself, left of what the
+/// ingress appended, is not believed; from an untrusted peer nothing is (the test below).
+#[tokio::test]
+async fn a_trusted_proxy_names_the_client_and_its_scheme() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(&upstream.url(), &dir.path().join("t.db"), "").replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+    );
+    let gate = Gate::start(&config).await;
+    let headers = [
+        ("x-forwarded-for", "6.6.6.6, 203.0.113.7"),
+        ("x-forwarded-for", "127.0.0.9"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let r = get(gate.addr, "/public/x", &headers).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = &upstream.seen()[0].headers;
+    let all = |name: &str| {
+        seen.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all("x-forwarded-for"), ["203.0.113.7"]);
+    assert_eq!(all("x-forwarded-proto"), ["https"]);
+    gate.stop().await;
+}
+
 #[tokio::test]
 async fn hop_by_hop_and_forwarding_headers_are_authgates_own() {
     let s = Setup::new().await;
