@@ -344,25 +344,9 @@ async fn an_open_websocket_holds_its_place_under_max_connections() {
     let mut ws = open_websocket(gate.addr, &access).await;
     echo(&mut ws, "holding the only place").await;
 
-    let mut other = TcpStream::connect(gate.addr).await.unwrap();
-    other
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let early = tokio::time::timeout(Duration::from_millis(500), other.read_to_end(&mut out)).await;
-    assert!(
-        early.is_err(),
-        "served beyond the cap while a tunnel was open: {:?}",
-        String::from_utf8_lossy(&out)
-    );
-
+    let mut other = health_check_held_at_the_cap(gate.addr).await;
     drop(ws);
-    tokio::time::timeout(Duration::from_secs(5), other.read_to_end(&mut out))
-        .await
-        .expect("served once the tunnel closed")
-        .unwrap();
-    assert_eq!(raw_status(&String::from_utf8_lossy(&out)), 200);
+    assert_eq!(answer_once_served(&mut other).await, 200);
     gate.stop().await;
 }
 

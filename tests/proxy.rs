@@ -167,12 +167,7 @@ async fn a_trusted_proxy_names_the_client_and_its_scheme() {
     let r = get(gate.addr, "/public/x", &headers).await;
     assert_eq!(r.status, StatusCode::OK);
     let seen = &upstream.seen()[0].headers;
-    let all = |name: &str| {
-        seen.get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .collect::<Vec<_>>()
-    };
+    let all = |name: &str| values(seen, name);
     assert_eq!(all("x-forwarded-for"), ["203.0.113.7"]);
     assert_eq!(all("x-forwarded-proto"), ["https"]);
     gate.stop().await;
@@ -195,12 +190,7 @@ async fn hop_by_hop_and_forwarding_headers_are_authgates_own() {
     let r = get(s.addr(), "/public/x", &headers).await;
     assert_eq!(r.status, StatusCode::OK);
     let seen = &s.upstream.seen()[0].headers;
-    let all = |name: &str| {
-        seen.get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .collect::<Vec<_>>()
-    };
+    let all = |name: &str| values(seen, name);
     assert_eq!(all("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(all("x-forwarded-proto"), ["http"]);
     assert_eq!(all("x-forwarded-host"), ["gate.test"]);
@@ -601,24 +591,8 @@ async fn the_connection_cap_makes_new_clients_wait_their_turn() {
     let _idle_b = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let mut third = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
-    third
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let early = tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut out)).await;
-    assert!(
-        early.is_err(),
-        "served beyond the cap: {:?}",
-        String::from_utf8_lossy(&out)
-    );
-
+    let mut third = health_check_held_at_the_cap(gate.addr).await;
     drop(idle_a);
-    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut out))
-        .await
-        .expect("served once a slot freed")
-        .unwrap();
-    assert_eq!(raw_status(&String::from_utf8_lossy(&out)), 200);
+    assert_eq!(answer_once_served(&mut third).await, 200);
     gate.stop().await;
 }

@@ -437,6 +437,45 @@ pub async fn read_to_close(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Every value of `name` in `headers`, as text.
+pub fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+/// Sends a health check on a new connection to authgate, which is at its connection cap: checks
+/// that no answer comes within half a second (the client waits its turn), and gives the
+/// connection to read the answer from once a place frees (`answer_once_served`).
+pub async fn health_check_held_at_the_cap(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_millis(500), stream.read_to_end(&mut out)).await;
+    assert!(
+        early.is_err(),
+        "served beyond the cap: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    stream
+}
+
+/// The status of the answer on `stream`, which must come within 5 s.
+pub async fn answer_once_served(stream: &mut TcpStream) -> u16 {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("served once a place freed")
+        .unwrap();
+    raw_status(&String::from_utf8_lossy(&out))
+}
+
 /// Writes `raw` to authgate from a task of its own while reading the answer, and returns what was
 /// read before the connection ended. For answers that come before the request is all sent: a
 /// client that only reads once it has written everything may find the connection reset first.
