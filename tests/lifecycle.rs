@@ -350,6 +350,31 @@ async fn an_open_websocket_holds_its_place_under_max_connections() {
     gate.stop().await;
 }
 
+/// SIGTERM with a WebSocket open: the tunnel is closed (it can never "finish" on its own) and the
+/// process exits 0 well within the grace period instead of waiting on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_open_websockets_and_exits() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &upstream, "");
+    let mut gate = Process::start(&config);
+    wait_ready(gate.addr).await;
+    let (access, _) = Setup::login_at(gate.addr, "alice").await;
+    let mut ws = open_websocket(gate.addr, &access).await;
+    echo(&mut ws, "before the signal").await;
+
+    gate.signal("TERM");
+    assert!(
+        closed_within(&mut ws, Duration::from_secs(5)).await,
+        "the tunnel outlived SIGTERM"
+    );
+    // The grace period is 10 s (write_config); the exit comes long before it.
+    let code = tokio::task::spawn_blocking(move || gate.wait(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+}
+
 #[tokio::test]
 async fn http2_clients_are_served_with_prior_knowledge() {
     let s = Setup::new().await;
