@@ -234,11 +234,7 @@ fn http(
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line).unwrap();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = status_code(&status_line);
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
     let body = rest
@@ -246,6 +242,15 @@ fn http(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The status code of an HTTP/1.1 status line; 0 when there is none.
+fn status_code(status_line: &str) -> u16 {
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 fn json_field(body: &str, field: &str) -> String {
@@ -386,11 +391,7 @@ impl KeepAlive {
         reader.get_mut().write_all(request).unwrap();
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status = status_code(&line);
         let (mut length, mut close) = (0usize, false);
         loop {
             line.clear();
