@@ -24,6 +24,7 @@ pub async fn read_json(
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
+        tokio::spawn(discard(request.into_body()));
         return Err(ApiError::UnsupportedMediaType);
     }
     let declared = headers
@@ -31,6 +32,7 @@ pub async fn read_json(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        tokio::spawn(discard(request.into_body()));
         return Err(ApiError::BodyTooLarge);
     }
     match tokio::time::timeout(deadline, read_limited(request.into_body(), limit)).await {
@@ -41,6 +43,28 @@ pub async fn read_json(
         )),
         Ok(Ok(bytes)) => Ok(bytes),
     }
+}
+
+/// How long, and how much of, a body refused unread is still read after the answer has gone: a
+/// client that writes its whole body before it reads (most do) would otherwise find the
+/// connection reset under its writes and never see the 413 or 415 (nginx's lingering close does
+/// the same).
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads and drops what remains of a refused body, within `LINGER_TIME` and `LINGER_BYTES`.
+async fn discard(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    let mut read = 0;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > LINGER_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The string values of `names` in a JSON object body, with a clear message for each way it can

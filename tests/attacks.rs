@@ -250,3 +250,31 @@ async fn a_one_megabyte_password_is_refused_before_any_hashing() {
         assert_eq!(raw_status(&answer), 413, "{endpoint}: {answer}");
     }
 }
+
+/// A client that writes its whole body before it reads, as most do, still gets its 413 (or 415)
+/// for a body far larger than the kernel's buffers: authgate answers at once, then reads and
+/// drops the rest for a while (a lingering close) instead of resetting the connection under the
+/// client's writes.
+#[tokio::test]
+async fn a_client_that_writes_a_huge_refused_body_before_reading_still_gets_the_answer() {
+    use tokio::io::AsyncWriteExt;
+    let s = Setup::new().await;
+    let body = vec![b'x'; 16 * 1024 * 1024];
+    for (content_type, status) in [("application/json", 413), ("text/plain", 415)] {
+        let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+        let head = format!(
+            "POST /login HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\
+             Content-Type: {content_type}\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+            .write_all(&body)
+            .await
+            .expect("the whole body could be written");
+        let answer = read_to_close(&mut stream).await;
+        assert_eq!(raw_status(&answer), status, "{content_type}: {answer}");
+        assert!(answer.contains("{\"msg\":"), "a JSON error: {answer}");
+    }
+}
