@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,7 +20,7 @@ use crate::error::{ApiError, json_response};
 use crate::forwarded::Relayed;
 use crate::gate::Gate;
 use crate::idle::{InFlight, Tracked};
-use crate::proxy::{Forwarder, Peer, Upgrade};
+use crate::proxy::{Forwarder, Peer, TunnelEnd, Upgrade};
 use crate::routes::{Access, Decision, normalise_path};
 use crate::token::{Claims, TokenKind};
 use crate::upstream::Outgoing;
@@ -180,10 +179,9 @@ struct Switch {
 /// The tunnel a switch opens if the app agrees: it keeps the connection's place under
 /// `max_connections` and, on a guarded route, lasts no longer than its token is valid.
 fn tunnel(gate: &Arc<Gate>, peer: &Arc<Peer>, switch: Switch) -> Upgrade {
-    let ends = switch.claims.map(|claims| {
-        Box::pin(authn::until_invalid(gate.clone(), claims))
-            as Pin<Box<dyn Future<Output = ()> + Send>>
-    });
+    let ends = switch
+        .claims
+        .map(|claims| Box::pin(authn::until_invalid(gate.clone(), claims)) as TunnelEnd);
     Upgrade::new(switch.client, peer.clone(), ends)
 }
 
@@ -207,14 +205,6 @@ fn decide(
     log: &mut LogFields,
 ) -> Result<Next, ApiError> {
     vet_message(&request, gate.config.max_header_bytes)?;
-    // A trusted proxy speaks for the client: its forwarding headers say who that is.
-    let relayed = peer.trusted.then(|| {
-        Relayed::read(
-            peer.addr.ip(),
-            request.headers(),
-            &gate.config.trusted_proxies,
-        )
-    });
     match classify(&gate.config, request.method(), request.uri())? {
         Class::Health => {
             log.path = gate.config.health_path.clone();
@@ -227,7 +217,7 @@ fn decide(
         }
         Class::Endpoint(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
-            let client = relayed.map_or(peer.addr.ip(), |relayed| relayed.client);
+            let client = relayed(gate, peer, &request).map_or(peer.addr.ip(), |r| r.client);
             Ok(Next::Local(Box::new(Local::Endpoint(
                 endpoint, request, client,
             ))))
@@ -252,6 +242,7 @@ fn decide(
                     }
                 }
             };
+            let relayed = relayed(gate, peer, &request);
             let rewritten = forwarder.rewrite(
                 request,
                 &path_and_query,
@@ -275,6 +266,13 @@ fn decide(
             Ok(Next::Forward(outgoing, switch))
         }
     }
+}
+
+/// What a trusted proxy says of the client it relays `request` for; `None` from anyone else.
+fn relayed(gate: &Gate, peer: &Peer, request: &Request<Incoming>) -> Option<Relayed> {
+    let trusted = &gate.config.trusted_proxies;
+    peer.trusted
+        .then(|| Relayed::read(peer.addr.ip(), request.headers(), trusted))
 }
 
 /// Answers a request for authgate itself: waits for the store, or for an endpoint's work.

@@ -48,24 +48,21 @@ impl Relayed {
 /// entry that is not an address ends the walk at the last proxy: nothing left of it can be
 /// placed.
 fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let mut entries: Vec<Option<IpAddr>> = Vec::new();
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        match value.to_str() {
-            Ok(list) => entries.extend(
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|entry| !entry.is_empty())
-                    .map(address),
-            ),
-            Err(_) => entries.push(None),
-        }
-    }
+    // Last field first, each from its end. A field that is not text is one entry that is not an
+    // address.
+    let entries = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .rev()
+        .flat_map(|value| value.to_str().unwrap_or("?").rsplit(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty());
     let mut client = peer.to_canonical();
-    for entry in entries.into_iter().rev() {
+    for entry in entries {
         if !is_trusted(client, trusted) {
             break;
         }
-        match entry {
+        match address(entry) {
             Some(address) => client = address,
             None => break,
         }

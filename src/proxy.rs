@@ -116,11 +116,11 @@ pub struct Peer {
     /// One of `server.trusted_proxies`, whose forwarding headers are believed.
     pub trusted: bool,
     forwarded_for: HeaderValue,
-    _place: Option<OwnedSemaphorePermit>,
+    _place: OwnedSemaphorePermit,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr, trusted: bool, place: Option<OwnedSemaphorePermit>) -> Peer {
+    pub fn new(addr: SocketAddr, trusted: bool, place: OwnedSemaphorePermit) -> Peer {
         let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
             .expect("an IP address is a valid header value");
         Peer {
@@ -132,23 +132,21 @@ impl Peer {
     }
 }
 
+/// Resolves when a tunnel must close: the token that opened it has expired or was revoked.
+pub type TunnelEnd = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A client's request to switch protocols (WebSocket), and what the tunnel that follows a 101
 /// answer holds and obeys.
 pub struct Upgrade {
     client: OnUpgrade,
     /// Keeps the connection's place under `max_connections` while the tunnel is open.
     peer: Arc<Peer>,
-    /// Resolves when the tunnel must close: the token that opened it has expired or was revoked.
     /// `None` on a public route.
-    ends: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ends: Option<TunnelEnd>,
 }
 
 impl Upgrade {
-    pub fn new(
-        client: OnUpgrade,
-        peer: Arc<Peer>,
-        ends: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    ) -> Upgrade {
+    pub fn new(client: OnUpgrade, peer: Arc<Peer>, ends: Option<TunnelEnd>) -> Upgrade {
         Upgrade { client, peer, ends }
     }
 }

@@ -153,7 +153,7 @@ async fn worker(
             continue;
         };
         let trusted = is_trusted(accepted.client.ip(), &gate.config.trusted_proxies);
-        let peer = Arc::new(Peer::new(accepted.client, trusted, Some(accepted.permit)));
+        let peer = Arc::new(Peer::new(accepted.client, trusted, accepted.permit));
         let (gate, forwarder) = (gate.clone(), forwarder.clone());
         let activity = Activity::new();
         let watched = activity.clone();
