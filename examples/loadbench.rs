@@ -297,9 +297,14 @@ fn train(binary: &Path, seconds: u64) {
     );
     let public = "GET /public/logo.svg HTTP/1.1\r\nHost: app\r\nAccept: */*\r\n\r\n".to_string();
     let missing = "GET /api/items HTTP/1.1\r\nHost: app\r\n\r\n".to_string();
+    // One character of the signature changed (a whole one, not the last with its padding bits):
+    // refused where the signature is verified.
+    let mut tampered = token.clone().into_bytes();
+    let i = tampered.len() - 2;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
     let forged = format!(
-        "GET /api/items HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {}x\r\n\r\n",
-        &token[..token.len() - 1]
+        "GET /api/items HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {}\r\n\r\n",
+        String::from_utf8(tampered).unwrap()
     );
     // Per 64 requests on a connection: 60 authenticated GETs, 2 POSTs with a body, one without
     // a token and one with a forged one.
