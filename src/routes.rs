@@ -233,32 +233,66 @@ impl RouteRule {
 }
 
 fn glob_match(globs: &[Glob], parts: &[&[u8]], ci: bool) -> bool {
-    match globs.split_first() {
-        None => parts.is_empty(),
-        Some((Glob::AnyDepth, rest)) => {
-            (0..=parts.len()).any(|skip| glob_match(rest, &parts[skip..], ci))
-        }
-        Some((Glob::Segment(pattern), rest)) => match parts.split_first() {
-            Some((part, more)) => {
-                segment_match(pattern.as_bytes(), part, ci) && glob_match(rest, more, ci)
-            }
-            None => false,
+    wildcard_match(
+        globs,
+        parts,
+        |glob| matches!(glob, Glob::AnyDepth),
+        |glob, part| match glob {
+            Glob::Segment(pattern) => segment_match(pattern.as_bytes(), part, ci),
+            Glob::AnyDepth => unreachable!("a star is never compared"),
         },
-    }
+    )
 }
 
 /// `*` matches any run of bytes in one segment; everything else literally.
 fn segment_match(pattern: &[u8], text: &[u8], ci: bool) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| segment_match(rest, &text[skip..], ci)),
-        Some((&p, rest)) => match text.split_first() {
-            Some((&t, more)) => {
-                (p == t || (ci && p.eq_ignore_ascii_case(&t))) && segment_match(rest, more, ci)
+    wildcard_match(
+        pattern,
+        text,
+        |&p| p == b'*',
+        |&p, &t| p == t || (ci && p.eq_ignore_ascii_case(&t)),
+    )
+}
+
+/// Whether `text` matches `pattern`, whose stars match any run of items (none included) and whose
+/// other items match one item each, as `same` says.
+///
+/// Greedy, with one place to go back to: on a mismatch, only the latest star takes one more item.
+/// That is enough, since whatever an earlier star could take instead, the later star can take as
+/// well; and it bounds the work by (text length × pattern length). Trying every split, as a
+/// recursive matcher does, is exponential in the number of stars: `/assets/*-*.js` against
+/// 25,000 dashes held a worker for a second.
+fn wildcard_match<P, T>(
+    pattern: &[P],
+    text: &[T],
+    is_star: impl Fn(&P) -> bool,
+    same: impl Fn(&P, &T) -> bool,
+) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // Where to resume after the latest star: the pattern item after it, and the text item it
+    // would take next.
+    let mut retry: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(item) if is_star(item) => {
+                p += 1;
+                retry = Some((p, t));
             }
-            None => false,
-        },
+            Some(item) if same(item, &text[t]) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match retry {
+                Some((after_star, taken)) => {
+                    p = after_star;
+                    t = taken + 1;
+                    retry = Some((after_star, t));
+                }
+                None => return false,
+            },
+        }
     }
+    pattern[p..].iter().all(is_star)
 }
 
 /// The ordered rules; the first match decides, and no match means `authenticated`.
@@ -433,6 +467,82 @@ mod tests {
             Access::Public
         );
         assert_eq!(table(true).decide("GET", "/Admin").access, Access::Deny);
+    }
+
+    /// Every split tried, as the matcher did before: the definition the greedy one must meet.
+    fn by_every_split(pattern: &[u8], text: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some((b'*', rest)) => (0..=text.len()).any(|skip| by_every_split(rest, &text[skip..])),
+            Some((&p, rest)) => text
+                .split_first()
+                .is_some_and(|(&t, more)| p == t && by_every_split(rest, more)),
+        }
+    }
+
+    /// All strings over `alphabet` up to `max` long.
+    fn strings(alphabet: &[u8], max: usize) -> Vec<Vec<u8>> {
+        let mut all = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|s: &Vec<u8>| {
+                    alphabet.iter().map(move |&c| [s.as_slice(), &[c]].concat())
+                })
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn the_greedy_matcher_agrees_with_trying_every_split() {
+        let texts = strings(b"ab-", 6);
+        for pattern in strings(b"a-*", 5) {
+            for text in &texts {
+                assert_eq!(
+                    segment_match(&pattern, text, false),
+                    by_every_split(&pattern, text),
+                    "{:?} against {:?}",
+                    String::from_utf8_lossy(&pattern),
+                    String::from_utf8_lossy(text)
+                );
+            }
+        }
+    }
+
+    /// The hostile paths of the security review: stars that each could end anywhere in a long
+    /// run, with no match at the end. Counted in comparisons, not seconds: at most one per pair
+    /// of (text byte, pattern byte), where trying every split makes billions.
+    #[test]
+    fn matching_work_is_bounded_by_path_times_pattern_length() {
+        for pattern in [&b"*-*.js"[..], b"*-*-*.js", b"*-*-*-*-*.js"] {
+            let text = vec![b'-'; 25_000];
+            let compared = std::cell::Cell::new(0usize);
+            let matched = wildcard_match(
+                pattern,
+                &text,
+                |&p| p == b'*',
+                |&p, &t| {
+                    compared.set(compared.get() + 1);
+                    p == t
+                },
+            );
+            assert!(!matched);
+            assert!(
+                compared.get() <= text.len() * pattern.len(),
+                "{} comparisons for {}",
+                compared.get(),
+                String::from_utf8_lossy(pattern)
+            );
+        }
+        // The same across segments: `**` between literal segments, against 5,000 of them.
+        let rule = RouteRule::new("/**/a/**/a/**/b", None, Access::Public).unwrap();
+        let table = RouteTable::new(vec![rule], false);
+        let path = "/a".repeat(5_000);
+        assert_eq!(table.decide("GET", &path).rule, None);
+        assert_eq!(table.decide("GET", &format!("{path}/b")).rule, Some(0));
     }
 
     #[test]
