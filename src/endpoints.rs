@@ -172,15 +172,21 @@ async fn login(
     let user = user.expect("verify succeeds only against a real user");
     let sid = uuid::Uuid::new_v4().to_string();
     let pair = issue_pair(gate, &user.id, &user.username, &sid, true);
-    gate.store
+    let created = gate
+        .store
         .create_session(
             &sid,
             &user.id,
+            &user.password_hash,
             &pair.refresh_claims.jti,
             pair.refresh_claims.exp,
         )
         .await
         .map_err(store_error)?;
+    if !created {
+        // The password changed while this one was being checked: it is no longer the user's.
+        return Err(ApiError::BadCredentials);
+    }
     Ok(pair.into_response(gate))
 }
 

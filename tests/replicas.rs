@@ -363,3 +363,47 @@ async fn store_outages_fail_closed_and_recover_by_themselves() {
     drop((gate, direct));
     cluster.finish().await;
 }
+
+/// The login race of `tests/bypasses.rs` on PostgreSQL, across two replicas: logins on both while
+/// one changes the password. A session is created only if the hash its login verified is still the
+/// user's, checked under a share lock on the user's row; none outlives the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_test_database,
+    ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
+)]
+async fn no_login_on_any_replica_that_verified_the_old_password_outlives_the_change() {
+    let Some(cluster) = Cluster::start(
+        "no_login_on_any_replica_that_verified_the_old_password_outlives_the_change",
+    )
+    .await
+    else {
+        return;
+    };
+    let config = cluster.config(&cluster.db.url);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, for_login_race(text)).unwrap();
+    let (a, b) = (Process::start(&config), Process::start(&config));
+    wait_ready(a.addr).await;
+    wait_ready(b.addr).await;
+
+    let survivors = logins_racing_a_password_change(&[a.addr, b.addr], a.addr).await;
+    for (access, refresh) in &survivors {
+        // The replica that changed the password knows at once; the other within a second.
+        let r = get_with_token(a.addr, "/api/x", access).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "a login survived: {r:?}"
+        );
+        let r = post_with_token(a.addr, "/refresh", refresh).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "a login survived: {r:?}"
+        );
+        until_refused(b.addr, access, Duration::from_secs(1)).await;
+    }
+    drop((a, b));
+    cluster.finish().await;
+}

@@ -124,14 +124,19 @@ impl Store {
         on_backend!(self, s => s.revoke_user_sessions(user_id, keep_sid, new_password_hash, now).await)
     }
 
+    /// Creates a login session, if the user's password hash is still `verified_hash`, the one
+    /// the login was checked against: checked and created in one step, so that no login that
+    /// verified a password outlives a change of it (a change revokes the sessions that exist when
+    /// it commits). `Ok(false)` when the password has changed since.
     pub async fn create_session(
         &self,
         sid: &str,
         user_id: &str,
+        verified_hash: &str,
         refresh_jti: &str,
         expires_at: u64,
-    ) -> Result<(), StoreError> {
-        on_backend!(self, s => s.create_session(sid, user_id, refresh_jti, expires_at).await)
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, s => s.create_session(sid, user_id, verified_hash, refresh_jti, expires_at).await)
     }
 
     /// Makes `new_jti` the session's refresh token if `old.key` still is, and records `old` as

@@ -92,23 +92,29 @@ impl PgStore {
         }))
     }
 
+    /// `FOR SHARE` waits for a password change that holds the user's row, then checks the hash
+    /// it committed; a change that comes later waits for this insert, and then sees its session.
     pub async fn create_session(
         &self,
         sid: &str,
         user_id: &str,
+        verified_hash: &str,
         refresh_jti: &str,
         expires_at: u64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (sid, user_id, refresh_jti, expires_at) VALUES ($1, $2, $3, $4)",
+    ) -> Result<bool, StoreError> {
+        let created = sqlx::query(
+            "INSERT INTO sessions (sid, user_id, refresh_jti, expires_at) \
+             SELECT $1, id, $2, $3 FROM users WHERE id = $4 AND password_hash = $5 FOR SHARE",
         )
         .bind(sid)
-        .bind(user_id)
         .bind(refresh_jti)
         .bind(expires_at as i64)
+        .bind(user_id)
+        .bind(verified_hash)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(created == 1)
     }
 
     pub async fn rotate_refresh(

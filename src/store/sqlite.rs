@@ -96,23 +96,29 @@ impl SqliteStore {
         }))
     }
 
+    /// Writes are serialised in SQLite, so the check and the insert are one with respect to a
+    /// password change.
     pub async fn create_session(
         &self,
         sid: &str,
         user_id: &str,
+        verified_hash: &str,
         refresh_jti: &str,
         expires_at: u64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (sid, user_id, refresh_jti, expires_at) VALUES (?, ?, ?, ?)",
+    ) -> Result<bool, StoreError> {
+        let created = sqlx::query(
+            "INSERT INTO sessions (sid, user_id, refresh_jti, expires_at) \
+             SELECT ?, id, ?, ? FROM users WHERE id = ? AND password_hash = ?",
         )
         .bind(sid)
-        .bind(user_id)
         .bind(refresh_jti)
         .bind(expires_at as i64)
+        .bind(user_id)
+        .bind(verified_hash)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(created == 1)
     }
 
     pub async fn rotate_refresh(

@@ -587,3 +587,71 @@ pub async fn gate_in_front_of(port: u16) -> (Gate, tempfile::TempDir) {
 pub fn one_worker(config: String) -> String {
     config.replace("[server]\n", "[server]\nworkers = 1\n")
 }
+
+/// `config` for `logins_racing_a_password_change`: two hashing threads, so that a password change
+/// hashes while logins verify, and no login throttle, since the logins after the change fail.
+pub fn for_login_race(config: String) -> String {
+    let raced = config.replace(
+        "[passwords]\n",
+        "[login_limits]\nper_user = 0\nper_address = 0\n[passwords]\nmax_concurrent_hashes = 2\n",
+    );
+    assert_ne!(raced, config, "the config has no [passwords] section");
+    raced
+}
+
+/// Registers a user at `change_at` and logs them in 24 times, 12 ms apart (at each of `login_at`
+/// in turn), while their password is changed at `change_at` once the first few logins are under
+/// way. Returns the tokens of every login that succeeded, once the change has answered 200.
+pub async fn logins_racing_a_password_change(
+    login_at: &[SocketAddr],
+    change_at: SocketAddr,
+) -> Vec<(String, String)> {
+    let old = json!({"username": "racer", "password": "the old password"});
+    let r = post_json(change_at, "/register", &old, &[]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let r = post_json(change_at, "/login", &old, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let changer = r.json()["access_token"].as_str().unwrap().to_string();
+
+    let mut logins = Vec::new();
+    let mut change = None;
+    for i in 0..24 {
+        let addr = login_at[i % login_at.len()];
+        let body = old.clone();
+        logins.push(tokio::spawn(async move {
+            post_json(addr, "/login", &body, &[]).await
+        }));
+        if i == 6 {
+            let auth = format!("Bearer {changer}");
+            change = Some(tokio::spawn(async move {
+                let body =
+                    json!({"old_password": "the old password", "new_password": "the new password"});
+                post_json(change_at, "/password", &body, &[("authorization", &auth)]).await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(12)).await;
+    }
+    let changed = change.unwrap().await.unwrap();
+    assert_eq!(changed.status, StatusCode::OK, "{changed:?}");
+    let mut survivors = Vec::new();
+    let mut refused = 0;
+    for login in logins {
+        let r = login.await.unwrap();
+        match r.status {
+            StatusCode::OK => {
+                let body = r.json();
+                survivors.push((
+                    body["access_token"].as_str().unwrap().to_string(),
+                    body["refresh_token"].as_str().unwrap().to_string(),
+                ));
+            }
+            StatusCode::UNAUTHORIZED => refused += 1,
+            other => panic!("a login answered {other}: {r:?}"),
+        }
+    }
+    eprintln!(
+        "{} logins succeeded, {refused} were refused",
+        survivors.len()
+    );
+    survivors
+}
