@@ -23,7 +23,7 @@ use crate::idle::{InFlight, Tracked};
 use crate::proxy::{Forwarder, Peer, TunnelEnd, Upgrade};
 use crate::routes::{Access, Decision, normalise_path};
 use crate::token::{Claims, TokenKind};
-use crate::upstream::Outgoing;
+use crate::upstream::{Outgoing, only_chunked};
 
 /// What a request is, decided from its method and target alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +40,23 @@ pub enum Class {
     },
 }
 
+/// Upper-cases a method that has lower-case letters. Methods are case-sensitive (RFC 9110 §9.1),
+/// but many apps (Werkzeug, for one) upper-case them before routing: `delete` must meet the rules
+/// for `DELETE`, and reach the app as the `DELETE` that the rules decided on.
+pub fn normalise_method(method: &mut Method) {
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        let upper = method.as_str().to_ascii_uppercase();
+        *method = Method::from_bytes(upper.as_bytes()).expect("an upper-cased token is a method");
+    }
+}
+
 /// Classifies a request: the path is normalised once, and both the rule match and the forwarded
-/// path come from that one string.
+/// path come from that one string. `method` has been through `normalise_method`.
 pub fn classify(config: &Config, method: &Method, uri: &Uri) -> Result<Class, ApiError> {
+    // A tunnel to wherever the target names: never the app's business, and not authgate's.
+    if method == Method::CONNECT {
+        return Err(ApiError::MethodNotAllowed(PROXIED_METHODS));
+    }
     let path = normalise_path(uri.path()).map_err(ApiError::BadPath)?;
     let probe = if path == config.health_path {
         Some(Class::Health)
@@ -76,22 +90,31 @@ pub fn classify(config: &Config, method: &Method, uri: &Uri) -> Result<Class, Ap
     })
 }
 
-/// Refuses what hyper lets through but a proxy must not: headers too large in total, and more than
-/// one `Host` or none on HTTP/1.1 (RFC 9112 §3.2). (Framing is hyper's: with both
-/// `Content-Length` and `Transfer-Encoding` it reads the chunked body, drops the length and closes
-/// the connection afterwards, as RFC 9112 §6.1 asks; and authgate re-frames what it forwards.)
+/// What a `405` for `CONNECT` names as allowed: the methods authgate forwards to an app.
+const PROXIED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// Refuses what hyper lets through but a proxy must not: headers too large in total, more than
+/// one `Host` or none on HTTP/1.1 (RFC 9112 §3.2), and a transfer coding other than `chunked`
+/// (hyper reads `gzip, chunked` as chunked, and the `gzip` would be lost on the way: 501, as RFC
+/// 9112 §6.1 allows). (Framing is hyper's: with both `Content-Length` and `Transfer-Encoding` it
+/// reads the chunked body, drops the length and closes the connection afterwards, as RFC 9112
+/// §6.1 asks; and authgate re-frames what it forwards.)
 pub fn vet_message<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(), ApiError> {
-    // One pass for both, rather than a pass and a hashed lookup.
-    let (mut total, mut hosts) = (0, 0);
+    // One pass for all three, rather than a pass and hashed lookups.
+    let (mut total, mut hosts, mut coded) = (0, 0, false);
     for (name, value) in request.headers() {
         total += name.as_str().len() + value.len() + 4;
         hosts += usize::from(name == http::header::HOST);
+        coded |= name == http::header::TRANSFER_ENCODING;
     }
     if total > max_header_bytes {
         return Err(ApiError::HeadersTooLarge);
     }
     if hosts > 1 || (hosts == 0 && request.version() == http::Version::HTTP_11) {
         return Err(ApiError::BadHost);
+    }
+    if coded && !only_chunked(request.headers()) {
+        return Err(ApiError::UnsupportedTransferCoding);
     }
     Ok(())
 }
@@ -200,11 +223,12 @@ enum Local {
 fn decide(
     gate: &Gate,
     forwarder: &Forwarder,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     peer: &Peer,
     log: &mut LogFields,
 ) -> Result<Next, ApiError> {
     vet_message(&request, gate.config.max_header_bytes)?;
+    normalise_method(request.method_mut());
     match classify(&gate.config, request.method(), request.uri())? {
         Class::Health => {
             log.path = gate.config.health_path.clone();
@@ -316,8 +340,11 @@ fn record(log: &mut LogFields, mut path_and_query: String, claims: Option<Arc<Cl
 
 /// What `authgate explain` prints for `method target`.
 pub fn explain(config: &Config, method: &str, target: &str) -> String {
-    let method = match Method::from_bytes(method.to_ascii_uppercase().as_bytes()) {
-        Ok(m) => m,
+    let method = match Method::from_bytes(method.as_bytes()) {
+        Ok(mut m) => {
+            normalise_method(&mut m);
+            m
+        }
         Err(_) => {
             return format!(
                 "{method:?} is not an HTTP method\ndecision: 400 (refused by the HTTP parser)"

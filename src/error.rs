@@ -46,6 +46,8 @@ pub enum ApiError {
     /// No Host on HTTP/1.1, or more than one.
     BadHost,
     BadRequest(String),
+    /// A request body in a transfer coding other than `chunked`, which would not reach the app.
+    UnsupportedTransferCoding,
     BodyTooLarge,
     /// The body did not arrive within its deadline.
     BodyTimeout,
@@ -82,6 +84,7 @@ impl ApiError {
             ApiError::BadHost => StatusCode::BAD_REQUEST,
             ApiError::BadPath(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UsernameTaken => StatusCode::CONFLICT,
@@ -110,6 +113,9 @@ impl ApiError {
             ApiError::BadPath(e) => e.to_string(),
             ApiError::BadRequest(msg) => msg.clone(),
             ApiError::BodyTooLarge => "Request body is too large".into(),
+            ApiError::UnsupportedTransferCoding => {
+                "Transfer-Encoding must be chunked alone".into()
+            }
             ApiError::BodyTimeout => "Request body took too long to arrive".into(),
             ApiError::UnsupportedMediaType => "Content-Type must be application/json".into(),
             ApiError::UsernameTaken => "Username already exists".into(),
@@ -140,6 +146,7 @@ impl ApiError {
             ApiError::BadPath(_) => "bad_path",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::BodyTooLarge => "body_too_large",
+            ApiError::UnsupportedTransferCoding => "bad_transfer_coding",
             ApiError::BodyTimeout => "body_timeout",
             ApiError::UnsupportedMediaType => "bad_content_type",
             ApiError::UsernameTaken => "username_taken",

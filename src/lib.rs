@@ -36,6 +36,7 @@ pub mod throttle;
 pub mod token;
 pub mod upstream;
 pub mod verified;
+mod websocket;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -21,9 +21,11 @@ use crate::error::{ApiError, TokenError};
 use crate::forwarded::Relayed;
 use crate::token::Claims;
 use crate::upstream::{Outgoing, Upstream, UpstreamBody, UpstreamError};
+use crate::websocket;
 
-/// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
-static HOP_BY_HOP: [HeaderName; 9] = [
+/// Headers that describe one connection, never the message (RFC 9110 §7.6.1), and h2c's
+/// `HTTP2-Settings` (RFC 7540 §3.2.1), which only an upgrade to HTTP/2 has any use for.
+static HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -33,6 +35,18 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("http2-settings"),
+];
+
+/// Headers that frameworks read as a request's method or path instead of the request line's
+/// (Rails, Express's `method-override`, Symfony and Laravel; IIS's URL rewriting): the route was
+/// decided on the request line, so these never reach the app, in any spelling.
+const OVERRIDES: [&str; 5] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
 ];
 
 /// The form in which two header names mean the same to the app: lower case, `_` as `-`, since
@@ -64,6 +78,7 @@ pub fn has_hop_by_hop(headers: &HeaderMap) -> bool {
                 | "upgrade"
                 | "proxy-authenticate"
                 | "proxy-authorization"
+                | "http2-settings"
         )
     })
 }
@@ -135,8 +150,7 @@ impl Peer {
 /// Resolves when a tunnel must close: the token that opened it has expired or was revoked.
 pub type TunnelEnd = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A client's request to switch protocols (WebSocket), and what the tunnel that follows a 101
-/// answer holds and obeys.
+/// A client's WebSocket handshake, and what the tunnel that follows the app's 101 holds and obeys.
 pub struct Upgrade {
     client: OnUpgrade,
     /// Keeps the connection's place under `max_connections` while the tunnel is open.
@@ -177,9 +191,11 @@ impl Forwarder {
             "x-forwarded-for",
             "x-forwarded-proto",
             "x-forwarded-host",
+            "x-real-ip",
             "forwarded",
         ]
         .iter()
+        .chain(&OVERRIDES)
         .map(|n| header_key(n))
         .collect();
         Forwarder {
@@ -204,8 +220,9 @@ impl Forwarder {
     /// Sends a request `rewrite` made to the upstream. The answer streams back with its
     /// hop-by-hop headers removed.
     ///
-    /// An HTTP/1.1 upgrade (WebSocket) keeps its `Upgrade` header; when the upstream answers 101,
-    /// the two connections are joined and bytes flow both ways until either side closes.
+    /// A WebSocket handshake keeps its `Upgrade` header; when the upstream completes it with a
+    /// 101 (the upstream client accepts no other), the two connections are joined and bytes flow
+    /// both ways until either side closes.
     pub async fn send(
         &self,
         outgoing: Outgoing,
@@ -228,7 +245,9 @@ impl Forwarder {
 
     /// `request` as the upstream gets it, at `path_and_query` (already normalised) and as
     /// `identity` when the route needed a token, encoded; and the client's side of an upgrade
-    /// when it asked for one. The client's head is dropped here (see `dispatch::handle`).
+    /// when it is a WebSocket handshake. Any other request to switch protocols (`h2c`, say) is
+    /// forwarded without its `Upgrade`, as a plain request. The client's head is dropped here
+    /// (see `dispatch::handle`).
     pub fn rewrite(
         &self,
         mut request: Request<Incoming>,
@@ -239,13 +258,20 @@ impl Forwarder {
     ) -> Result<(Outgoing, Option<OnUpgrade>), ApiError> {
         // An upgrade needs a Connection header, which is hop-by-hop: most requests skip both.
         let hop_by_hop = has_hop_by_hop(request.headers());
-        let upgrade = hop_by_hop
-            .then(|| upgrade_protocol(request.headers()))
+        let websocket = hop_by_hop
+            .then(|| {
+                websocket::handshake_accept(request.method(), request.version(), request.headers())
+            })
             .flatten();
-        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        let client_upgrade = websocket
+            .is_some()
+            .then(|| hyper::upgrade::on(&mut request));
         let (mut parts, incoming) = request.into_parts();
         if hop_by_hop {
             remove_hop_by_hop(&mut parts.headers);
+        }
+        if parts.version == Version::HTTP_2 {
+            join_cookies(&mut parts.headers);
         }
 
         // A look at each name rather than a hashed lookup: cheaper for a head's few fields.
@@ -267,18 +293,16 @@ impl Forwarder {
         if let Some(host) = host {
             extra.push("x-forwarded-host", host);
         }
-        match relayed {
-            Some(relayed) => {
-                extra.push("x-forwarded-for", relayed.forwarded_for.as_bytes());
-                extra.push("x-forwarded-proto", relayed.proto.as_bytes());
-            }
-            None => {
-                extra.push("x-forwarded-for", peer.forwarded_for.as_bytes());
-                extra.push("x-forwarded-proto", b"http");
-            }
-        }
-        if let Some(protocol) = &upgrade {
-            extra.push("upgrade", protocol.as_bytes());
+        let (client, proto) = match relayed {
+            Some(relayed) => (relayed.forwarded_for.as_bytes(), relayed.proto.as_bytes()),
+            None => (peer.forwarded_for.as_bytes(), &b"http"[..]),
+        };
+        extra.push("x-forwarded-for", client);
+        extra.push("x-forwarded-proto", proto);
+        // Apps behind nginx often believe `X-Real-IP`: it names the same one client.
+        extra.push("x-real-ip", client);
+        if websocket.is_some() {
+            extra.push("upgrade", b"websocket");
             extra.push("connection", b"upgrade");
         }
         if let Some(claims) = identity {
@@ -303,17 +327,20 @@ impl Forwarder {
         }
         // A bodiless request (most) is not boxed at all.
         let body = (!incoming.is_end_stream()).then(|| body::stream(incoming));
-        let outgoing = Outgoing::new(&parts, path_and_query, body, extra.fields(), |name| {
+        let mut outgoing = Outgoing::new(&parts, path_and_query, body, extra.fields(), |name| {
             is_owned(name, &self.owned)
         });
+        if let Some(accept) = websocket {
+            outgoing.expect_switch(accept);
+        }
         Ok((outgoing, client_upgrade))
     }
 }
 
-/// Headers authgate adds to a request, at most eight.
+/// Headers authgate adds to a request, at most ten.
 #[derive(Default)]
 struct Extra<'a> {
-    fields: [(&'a str, &'a [u8]); 8],
+    fields: [(&'a str, &'a [u8]); 10],
     count: usize,
 }
 
@@ -328,25 +355,35 @@ impl<'a> Extra<'a> {
     }
 }
 
-/// Whether `bytes` may be a header field's value (RFC 9110 §5.5): visible characters, spaces and
-/// tabs, no control characters, so nothing can end the field early.
+/// Whether `bytes` reach the app unchanged as a header field's value (RFC 9110 §5.5): visible
+/// characters, spaces and tabs, no control characters, so nothing can end the field early; and
+/// no space or tab at either end, which every HTTP parser trims (`" admin "` would arrive as
+/// `admin`).
 fn is_field_value(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f))
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    !bytes.first().is_some_and(blank)
+        && !bytes.last().is_some_and(blank)
+        && bytes
+            .iter()
+            .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f))
 }
 
-/// The protocol a request asks to upgrade to, when its `Connection` header lists `upgrade`.
-fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
-    let wants_upgrade = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    wants_upgrade
-        .then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
+/// Joins the `cookie` fields of an HTTP/2 request into one, with `; `, as RFC 9113 §8.2.3 asks
+/// before a request goes on over HTTP/1.1, where apps read only one `Cookie` line.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut fields = headers.get_all(header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    let joined = HeaderValue::from_bytes(&joined).expect("joined field values stay valid");
+    headers.insert(header::COOKIE, joined);
 }
 
 /// Answers the client with the upstream's 101 and, once the client has switched too, copies bytes
@@ -436,7 +473,7 @@ mod tests {
     }
 
     #[test]
-    fn field_values_may_hold_anything_but_control_characters() {
+    fn field_values_may_hold_anything_but_control_characters_or_blank_ends() {
         assert!(is_field_value(b"J\xc3\xbcrgen O'Brien\t(admin)"));
         assert!(is_field_value(b""));
         for bad in [
@@ -444,9 +481,38 @@ mod tests {
             b"a\nb",
             b"nul\0",
             b"del\x7f",
+            b" admin",
+            b"admin ",
+            b"admin\t",
         ] {
             assert!(!is_field_value(bad), "{bad:?}");
         }
+    }
+
+    /// RFC 9113 §8.2.3: one `Cookie` line for HTTP/1.1, its pairs in the order they came.
+    #[test]
+    fn http2_cookie_fields_are_joined_in_order() {
+        let mut h = map(&[
+            ("cookie", "a=1"),
+            ("accept", "*/*"),
+            ("cookie", "b=2; c=3"),
+            ("cookie", "d=4"),
+        ]);
+        join_cookies(&mut h);
+        assert_eq!(values(&h, "cookie"), ["a=1; b=2; c=3; d=4"]);
+        let mut one = map(&[("cookie", "a=1; b=2")]);
+        join_cookies(&mut one);
+        assert_eq!(values(&one, "cookie"), ["a=1; b=2"]);
+        let mut none = map(&[("accept", "*/*")]);
+        join_cookies(&mut none);
+        assert!(none.get("cookie").is_none());
+    }
+
+    fn values<'a>(h: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+        h.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
     }
 
     #[test]

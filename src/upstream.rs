@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::body::{Body, BoxError};
+use crate::websocket::{self, Accept};
 
 /// Idle connections kept per worker, at most.
 const MAX_IDLE: usize = 256;
@@ -312,8 +313,9 @@ pub struct Outgoing {
     replayable: bool,
     /// A `HEAD` answer has no body whatever its headers say.
     head_only: bool,
-    /// The request asks to switch protocols, so a `101` is a valid answer.
-    upgrade: bool,
+    /// For a WebSocket handshake, the `Sec-WebSocket-Accept` that a `101` must carry: the only
+    /// `101` that is a valid answer. Boxed, as it is rare and every request's future holds this.
+    switch: Option<Box<Accept>>,
 }
 
 impl Outgoing {
@@ -381,10 +383,14 @@ impl Outgoing {
             body,
             chunked,
             head_only: parts.method == Method::HEAD,
-            upgrade: extra
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("upgrade")),
+            switch: None,
         }
+    }
+
+    /// Makes a `101` that completes this WebSocket handshake (and only such a `101`) a valid
+    /// answer: the request must already carry its `Upgrade` and `Connection` fields.
+    pub fn expect_switch(&mut self, accept: Accept) {
+        self.switch = Some(Box::new(accept));
     }
 
     /// Whether all of the request has been written.
@@ -642,30 +648,40 @@ fn framing(
     outgoing: &Outgoing,
 ) -> Result<(Framing, bool), UpstreamError> {
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        return if outgoing.upgrade {
-            Ok((Framing::Upgrade, false))
-        } else {
-            Err(UpstreamError::Invalid(
+        // Anything but the completion of the client's own WebSocket handshake would hand the
+        // client a raw connection to the app.
+        return match &outgoing.switch {
+            Some(accept) if websocket::switch_completes(headers, accept) => {
+                Ok((Framing::Upgrade, false))
+            }
+            Some(_) => Err(UpstreamError::Invalid(
+                "101 that does not complete the WebSocket handshake",
+            )),
+            None => Err(UpstreamError::Invalid(
                 "101 to a request that asked for no upgrade",
-            ))
+            )),
         };
     }
     if outgoing.head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
     {
-        return Ok((Framing::Done, true));
+        // A body that this answer may not even announce (a 204 with a length or chunks, a 304
+        // with chunks) may still be on its way: the connection is not trusted with another
+        // request, whose answer those bytes would become. A HEAD or 304 answer's length is the
+        // representation's, as RFC 9110 §8.6 allows, and keeps the connection.
+        let impossible = !outgoing.head_only
+            && (coded
+                || (status == StatusCode::NO_CONTENT && !matches!(length, Ok(None | Some(0)))));
+        return Ok((Framing::Done, !impossible));
     }
-    if let Some(last_coding) = coded
-        .then(|| last_token(headers, header::TRANSFER_ENCODING))
-        .flatten()
-    {
-        let chunked = last_coding.eq_ignore_ascii_case(b"chunked");
+    if coded {
+        // Codings other than chunked would reach the client undone and unannounced, since
+        // Transfer-Encoding is hop-by-hop: refused rather than passed on wrong.
+        if !only_chunked(headers) {
+            return Err(UpstreamError::Invalid("transfer coding other than chunked"));
+        }
         // Transfer-Encoding wins over Content-Length, which must not reach the client with it.
         let both = headers.remove(header::CONTENT_LENGTH).is_some();
-        return Ok(if chunked {
-            (Framing::Chunked(Chunk::Size), !both)
-        } else {
-            (Framing::UntilClose, false)
-        });
+        return Ok((Framing::Chunked(Chunk::Size), !both));
     }
     match length.map_err(UpstreamError::Invalid)? {
         Some(0) => Ok((Framing::Done, true)),
@@ -674,15 +690,17 @@ fn framing(
     }
 }
 
-/// The last comma-separated token of the last `name` field, if the field is there.
-fn last_token(headers: &HeaderMap, name: HeaderName) -> Option<&[u8]> {
-    let last = headers.get_all(name).iter().next_back()?;
-    let token = last
-        .as_bytes()
-        .rsplit(|&b| b == b',')
+/// Whether the `Transfer-Encoding` fields name `chunked` once and no other coding.
+pub(crate) fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii);
+    codings
         .next()
-        .unwrap_or_default();
-    Some(token.trim_ascii())
+        .is_some_and(|first| first.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
 }
 
 /// What the `Content-Length` fields before said (`known`), with one more `field`: every value, in
@@ -1115,12 +1133,19 @@ mod tests {
             .ok(),
             ok("chunked", false, false),
         );
+        for coding in ["chunked, gzip", "gzip, chunked", "gzip", "chunked, chunked"] {
+            assert!(
+                frame(200, &[("transfer-encoding", coding)], &get).is_err(),
+                "{coding}"
+            );
+        }
         assert_eq!(
-            frame(200, &[("transfer-encoding", "chunked, gzip")], &get).ok(),
-            ok("until close", false, false)
+            frame(200, &[("transfer-encoding", "Chunked")], &get).ok(),
+            ok("chunked", true, false)
         );
         assert_eq!(frame(200, &[], &get).ok(), ok("until close", false, false));
         assert_eq!(frame(204, &[], &get).ok(), ok("done", true, false));
+        assert_eq!(frame(304, &[], &get).ok(), ok("done", true, false));
         assert_eq!(
             frame(304, &[("content-length", "5")], &get).ok(),
             ok("done", true, true)
@@ -1129,7 +1154,38 @@ mod tests {
             frame(200, &[("content-length", "5")], &outgoing(Method::HEAD)).ok(),
             ok("done", true, true)
         );
+        // A body announced where none may be: the connection is not used again.
+        assert_eq!(
+            frame(204, &[("content-length", "5")], &get).ok(),
+            ok("done", false, true)
+        );
+        assert_eq!(
+            frame(204, &[("transfer-encoding", "chunked")], &get).ok(),
+            ok("done", false, false)
+        );
+        assert_eq!(
+            frame(304, &[("transfer-encoding", "chunked")], &get).ok(),
+            ok("done", false, false)
+        );
         assert!(frame(101, &[], &get).is_err(), "a 101 nobody asked for");
+        let mut handshake = outgoing(Method::GET);
+        handshake.expect_switch(websocket::accept_for(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        let switch = |accept: &str| {
+            frame(
+                101,
+                &[("upgrade", "websocket"), ("sec-websocket-accept", accept)],
+                &handshake,
+            )
+        };
+        assert_eq!(
+            switch("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=").ok(),
+            ok("upgrade", false, false)
+        );
+        assert!(switch("AAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_err());
+        assert!(
+            frame(101, &[("upgrade", "h2c")], &handshake).is_err(),
+            "a 101 to another protocol"
+        );
         assert!(frame(200, &[("content-length", "5, 6")], &get).is_err());
     }
 
