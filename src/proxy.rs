@@ -117,10 +117,32 @@ fn same_header(name: &str, key: &str) -> bool {
         })
 }
 
-/// Whether `name`'s `header_key` is in `owned`, whatever its case or separators: such a header
-/// from a client is never passed on.
-pub fn is_owned(name: &str, owned: &[String]) -> bool {
-    owned.iter().any(|key| same_header(name, key))
+/// Header names that only authgate may send (identity and forwarding headers, overrides), kept
+/// in the form `header_key` gives. A client's copy is never passed on, whatever its case or
+/// separators.
+pub struct OwnedHeaders {
+    keys: Vec<String>,
+    /// Bit `n` is set when some key is `n` bytes long: most of a request's fields differ in
+    /// length from every key, and are let through after one look at this.
+    lengths: u64,
+}
+
+impl OwnedHeaders {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> OwnedHeaders {
+        let keys: Vec<String> = names.into_iter().map(header_key).collect();
+        let lengths = keys
+            .iter()
+            .filter(|key| key.len() < 64)
+            .fold(0, |set, key| set | 1 << key.len());
+        OwnedHeaders { keys, lengths }
+    }
+
+    /// Whether `name` is one of these, once its letters are lower-cased and its `_` read as `-`.
+    pub fn contains(&self, name: &str) -> bool {
+        let length = name.len();
+        (length >= 64 || self.lengths >> length & 1 == 1)
+            && self.keys.iter().any(|key| same_header(name, key))
+    }
 }
 
 /// The client at the other end of a connection, shared by the connection's requests: its
@@ -170,8 +192,9 @@ pub struct Forwarder {
     /// `Host` for a request that came without one (HTTP/1.0).
     upstream_host: HeaderValue,
     identity: IdentityConfig,
-    /// Header keys only authgate may set: identity and forwarding headers.
-    owned: Vec<String>,
+    /// Headers only authgate may set: identity and forwarding headers; and overrides, which it
+    /// never sends.
+    owned: OwnedHeaders,
 }
 
 impl Forwarder {
@@ -185,19 +208,19 @@ impl Forwarder {
             authority.host(),
             authority.port_u16().unwrap_or(80)
         );
-        let owned = [
-            identity.user_id_header.as_str(),
-            identity.username_header.as_str(),
-            "x-forwarded-for",
-            "x-forwarded-proto",
-            "x-forwarded-host",
-            "x-real-ip",
-            "forwarded",
-        ]
-        .iter()
-        .chain(&OVERRIDES)
-        .map(|n| header_key(n))
-        .collect();
+        let owned = OwnedHeaders::new(
+            [
+                identity.user_id_header.as_str(),
+                identity.username_header.as_str(),
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "x-real-ip",
+                "forwarded",
+            ]
+            .into_iter()
+            .chain(OVERRIDES),
+        );
         Forwarder {
             upstream: Upstream::new(
                 address,
@@ -328,7 +351,7 @@ impl Forwarder {
         // A bodiless request (most) is not boxed at all.
         let body = (!incoming.is_end_stream()).then(|| body::stream(incoming));
         let mut outgoing = Outgoing::new(&parts, path_and_query, body, extra.fields(), |name| {
-            is_owned(name, &self.owned)
+            self.owned.contains(name)
         });
         if let Some(accept) = websocket {
             outgoing.expect_switch(accept);
@@ -517,7 +540,10 @@ mod tests {
 
     #[test]
     fn owned_headers_go_in_any_case_and_with_underscores() {
-        let owned = vec![header_key("X-Auth-User-Id")];
+        let long = "X-A-Header-Name-Longer-Than-Sixty-Four-Bytes-Which-Some-Deployments-Use";
+        let owned = OwnedHeaders::new(["X-Auth-User-Id", long]);
+        assert!(owned.contains(&long.to_ascii_lowercase().replace('-', "_")));
+        assert!(!owned.contains(&format!("{long}x")));
         let h = map(&[
             ("x-auth-user-id", "1"),
             ("X_Auth_User_Id", "2"),
@@ -527,7 +553,7 @@ mod tests {
         let left: Vec<&str> = h
             .keys()
             .map(|k| k.as_str())
-            .filter(|name| !is_owned(name, &owned))
+            .filter(|name| !owned.contains(name))
             .collect();
         assert_eq!(left, ["x-auth-user-idx"]);
     }
