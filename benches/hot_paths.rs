@@ -5,12 +5,12 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use authgate::config::{SigningKey, TokenConfig};
-use authgate::proxy::{OwnedHeaders, remove_hop_by_hop};
-use authgate::revocation::{Revocation, RevocationCache, RevocationKind};
-use authgate::routes::{Access, RouteRule, RouteTable, normalise_path};
-use authgate::token::{Subject, TokenKind, TokenService, unix_now};
-use authgate::upstream::Outgoing;
+use authgate::internals::config::{SigningKey, TokenConfig};
+use authgate::internals::headers::{OwnedHeaders, remove_hop_by_hop};
+use authgate::internals::revocation::{Revocation, RevocationCache, RevocationKind};
+use authgate::internals::routes::{Access, RouteRule, RouteTable, normalise_path};
+use authgate::internals::token::{Subject, TokenKind, TokenService, unix_now};
+use authgate::internals::upstream::Outgoing;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue};
 

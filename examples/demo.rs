@@ -77,7 +77,7 @@ async fn demo(generated_secret: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    config.store = authgate::config::StoreConfig::Sqlite {
+    config.store = authgate::StoreConfig::Sqlite {
         path: store_dir.path().join("demo.db"),
     };
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::routes::{Access, RouteRule, RouteTable};
+use crate::core::routes::{Access, RouteRule, RouteTable};
+pub use crate::core::token::{SigningKey, TokenConfig};
 
 /// The file as written. Durations and enums stay text here so validation can report all problems.
 #[derive(Debug, Deserialize)]
@@ -343,45 +344,6 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
 }
 
-/// One HMAC signing key.
-#[derive(Clone)]
-pub struct SigningKey {
-    pub kid: Option<String>,
-    pub secret: Vec<u8>,
-}
-
-#[derive(Clone)]
-pub struct TokenConfig {
-    /// The first signs; every one verifies tokens whose `kid` names it.
-    pub keys: Vec<SigningKey>,
-    pub algorithm: jsonwebtoken::Algorithm,
-    pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
-    pub issuer: String,
-    pub leeway: Duration,
-}
-
-impl std::fmt::Debug for TokenConfig {
-    /// Never prints the secret.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenConfig")
-            .field(
-                "keys",
-                &self
-                    .keys
-                    .iter()
-                    .map(|k| k.kid.as_deref().unwrap_or("-"))
-                    .collect::<Vec<_>>(),
-            )
-            .field("algorithm", &self.algorithm)
-            .field("access_ttl", &self.access_ttl)
-            .field("refresh_ttl", &self.refresh_ttl)
-            .field("issuer", &self.issuer)
-            .field("leeway", &self.leeway)
-            .finish()
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct IdentityConfig {
     pub user_id_header: http::HeaderName,
@@ -500,7 +462,7 @@ impl Config {
         let auth_prefix = raw.server.auth_prefix.trim_end_matches('/').to_string();
         if !auth_prefix.is_empty()
             && (!auth_prefix.starts_with('/')
-                || crate::routes::normalise_path(&auth_prefix).as_deref()
+                || crate::core::routes::normalise_path(&auth_prefix).as_deref()
                     != Ok(auth_prefix.as_str()))
         {
             problems.push(format!(
@@ -509,7 +471,8 @@ impl Config {
             ));
         }
         let mut probe_path = |key: &str, path: &str| {
-            if !path.starts_with('/') || crate::routes::normalise_path(path).as_deref() != Ok(path)
+            if !path.starts_with('/')
+                || crate::core::routes::normalise_path(path).as_deref() != Ok(path)
             {
                 problems.push(format!(
                     "server.{key} = {path:?} must be a plain path like \"/healthz\""
@@ -523,7 +486,7 @@ impl Config {
             problems.push("server.health_path and server.ready_path must differ".into());
         }
         for (key, path) in [("health_path", &health_path), ("ready_path", &ready_path)] {
-            let shadowed = crate::endpoints::Endpoint::ALL
+            let shadowed = crate::core::endpoint::Endpoint::ALL
                 .iter()
                 .find(|e| format!("{}{}", auth_prefix, e.path()) == *path);
             if let Some(endpoint) = shadowed {
@@ -629,8 +592,8 @@ impl Config {
             user_id_header: header("identity.user_id_header", &raw.identity.user_id_header),
             username_header: header("identity.username_header", &raw.identity.username_header),
         };
-        if crate::proxy::header_key(identity.user_id_header.as_str())
-            == crate::proxy::header_key(identity.username_header.as_str())
+        if crate::core::headers::header_key(identity.user_id_header.as_str())
+            == crate::core::headers::header_key(identity.username_header.as_str())
         {
             problems
                 .push("identity.user_id_header and identity.username_header must differ".into());

@@ -2,41 +2,38 @@
 //! `/register`, `/login`, `/refresh` and `/logout` itself, and forwards every other request to the
 //! app only when the route's rule allows it, telling the app who the user is in identity headers.
 //!
-//! A request flows one way through these modules:
-//! - [`server`] accepts connections and hands each request to [`dispatch`];
-//! - [`dispatch`] classifies it ([`routes`] normalises the path and picks the rule);
-//! - [`authn`] checks the bearer token ([`token`], remembered once verified in [`verified`])
-//!   against what is revoked ([`revocation`]);
-//! - [`proxy`] rewrites headers and forwards it; or [`endpoints`] answers it, with users and
-//!   sessions in the [`store`] and passwords hashed by [`password`] under the rules of [`accounts`].
-//!
-//! [`config`] turns the TOML file into a validated [`Config`]; [`error`] decides every refusal's
-//! status and message in one place.
+//! The code is in layers, and each imports only from the layers before it (`tests/layers.rs`
+//! checks this):
+//! - `core`: pure rules with no I/O: path normalisation and route matching, tokens, the
+//!   revocation set, username and password rules, throttle buckets, header rules, the WebSocket
+//!   handshake;
+//! - `config`: the TOML file turned into a validated [`Config`];
+//! - `store` (users, sessions and revocations in SQLite or PostgreSQL, and keeping the
+//!   revocation set in step), `upstream` (HTTP/1.1 to the app), `services` (password hashing);
+//! - `http`: the edge. `server` accepts connections and hands each request to `dispatch`, which
+//!   classifies it, checks its token (`authn`) and either forwards it (`proxy`) or answers it
+//!   (`endpoints`); `error` decides every refusal's status and message in one place.
 
-pub mod accounts;
-pub mod auth_body;
-pub mod authn;
-pub mod body;
-pub mod config;
-pub mod dispatch;
-pub mod endpoints;
-pub mod error;
-pub mod forwarded;
-pub mod gate;
-pub mod idle;
-pub mod metrics;
-pub mod password;
-pub mod proxy;
-pub mod revocation;
-pub mod revocation_sync;
-pub mod routes;
-pub mod server;
-pub mod store;
-pub mod throttle;
-pub mod token;
-pub mod upstream;
-pub mod verified;
-mod websocket;
+mod config;
+mod core;
+mod http;
+mod services;
+mod store;
+mod upstream;
+
+/// The crate's insides, for its benchmarks, property tests and fuzz targets only: not an API, and
+/// free to change with any commit.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::core::{accounts, headers, revocation, routes, token};
+    pub use crate::http::{auth_body, dispatch, error, proxy};
+    pub mod config {
+        pub use crate::config::*;
+    }
+    pub mod upstream {
+        pub use crate::upstream::*;
+    }
+}
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,9 +41,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use config::Config;
+pub use config::{Config, LogFormat, StoreConfig};
+pub use http::dispatch::explain;
 
-use crate::gate::Gate;
+use crate::http::gate::Gate;
+use crate::http::{metrics, server};
 use crate::store::{Store, StoreError};
 
 /// Why authgate could not start.
@@ -119,7 +118,11 @@ pub async fn run_with(
 ) -> Result<(), StartError> {
     let store = Store::connect(&config.store).map_err(StartError::Store)?;
     let gate = Arc::new(Gate::new(config, store.clone()));
-    let sync = tokio::spawn(revocation_sync::run(gate.clone()));
+    let sync = tokio::spawn(store::sync::run(
+        store.clone(),
+        gate.revocations.clone(),
+        gate.config.catch_up_interval,
+    ));
 
     let (stop_metrics, metrics_stopped) = watch::channel(false);
     if let Some(listener) = listeners.metrics {

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Explain { method, target } => {
-            println!("{}", authgate::dispatch::explain(&config, &method, &target));
+            println!("{}", authgate::explain(&config, &method, &target));
             ExitCode::SUCCESS
         }
         Command::Run => run(config, cli.json_logs),
@@ -76,7 +76,7 @@ fn run(config: authgate::Config, json_logs: bool) -> ExitCode {
     let logs = tracing_subscriber::fmt().with_env_filter(
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
     );
-    if json_logs || config.log_format == authgate::config::LogFormat::Json {
+    if json_logs || config.log_format == authgate::LogFormat::Json {
         logs.json().flatten_event(true).init();
     } else {
         logs.init();

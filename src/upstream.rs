@@ -28,8 +28,13 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use crate::body::{Body, BoxError};
-use crate::websocket::{self, Accept};
+use crate::core::websocket::{self, Accept};
+
+/// A request body on its way to the app, boxed: the client's, streamed, as the edge hands it over.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Any error a body can end with: hyper's, for a client's body, or the upstream client's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Idle connections kept per worker, at most.
 const MAX_IDLE: usize = 256;
@@ -1198,7 +1203,12 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let body = crate::body::full(Bytes::from_static(b"hi"));
+        let body: Body = {
+            use http_body_util::BodyExt;
+            http_body_util::Full::new(Bytes::from_static(b"hi"))
+                .map_err(|never| match never {})
+                .boxed()
+        };
         let outgoing = Outgoing::new(
             &head,
             "/submit?x=1",

@@ -8,11 +8,11 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use authgate::Config;
-use authgate::auth_body::string_fields;
-use authgate::config::{SigningKey, TokenConfig};
-use authgate::dispatch::{Class, classify, explain};
-use authgate::routes::{Access, normalise_path};
-use authgate::token::{Subject, TokenKind, TokenService, unix_now};
+use authgate::internals::auth_body::string_fields;
+use authgate::internals::config::{SigningKey, TokenConfig};
+use authgate::internals::dispatch::{Class, classify, explain};
+use authgate::internals::routes::{Access, normalise_path};
+use authgate::internals::token::{Subject, TokenKind, TokenService, unix_now};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use http::uri::PathAndQuery;
@@ -166,7 +166,7 @@ fn upstream_uri(config: &Config, path_and_query: &str) -> Result<Uri, String> {
     Uri::from_parts(parts).map_err(|e| format!("{path_and_query:?} makes no URI: {e}"))
 }
 
-fn describe(result: &Result<Class, authgate::error::ApiError>) -> String {
+fn describe(result: &Result<Class, authgate::internals::error::ApiError>) -> String {
     match result {
         Ok(class) => format!("{class:?}"),
         Err(e) => format!("error {} {}", e.status().as_u16(), e.message()),
@@ -710,7 +710,7 @@ fn check_agreement(
         target
     );
     let again = classify(config, method, &upstream);
-    let expected: Result<Class, authgate::error::ApiError> = Ok(Class::Proxy {
+    let expected: Result<Class, authgate::internals::error::ApiError> = Ok(Class::Proxy {
         path_and_query: path_and_query.clone(),
         decision: *decision,
     });

@@ -2,7 +2,7 @@
 //! panics (deep nesting included), and what it returns is what the body says.
 #![no_main]
 
-use authgate::auth_body::string_fields;
+use authgate::internals::auth_body::string_fields;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

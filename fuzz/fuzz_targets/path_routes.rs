@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 
 use authgate::Config;
-use authgate::dispatch::{Class, classify, explain};
-use authgate::routes::{Access, normalise_path};
+use authgate::internals::dispatch::{Class, classify, explain};
+use authgate::internals::routes::{Access, normalise_path};
 use http::uri::PathAndQuery;
 use http::{Method, Uri};
 use libfuzzer_sys::fuzz_target;

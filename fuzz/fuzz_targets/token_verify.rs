@@ -6,8 +6,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use authgate::config::{SigningKey, TokenConfig};
-use authgate::token::{TokenService, unix_now};
+use authgate::internals::config::{SigningKey, TokenConfig};
+use authgate::internals::token::{TokenService, unix_now};
 use libfuzzer_sys::fuzz_target;
 
 /// The secret the seed tokens in corpus/token_verify were signed with.

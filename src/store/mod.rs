@@ -4,9 +4,10 @@
 
 mod postgres;
 mod sqlite;
+pub mod sync;
 
 use crate::config::StoreConfig;
-use crate::revocation::Revocation;
+use crate::core::revocation::Revocation;
 
 pub use postgres::{ListenerEvent, RevocationListener};
 

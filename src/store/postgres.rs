@@ -8,7 +8,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
 use super::{StoreError, User};
-use crate::revocation::{Revocation, RevocationKind};
+use crate::core::revocation::{Revocation, RevocationKind};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 
 use super::{StoreError, User};
-use crate::revocation::{Revocation, RevocationKind};
+use crate::core::revocation::{Revocation, RevocationKind};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 // tokio's clock, so that tests can move it on.
 use tokio::time::Instant;
 
-use crate::body::{BoxError, Outbound};
+use crate::http::body::{BoxError, Outbound};
 
 /// Whether a connection has requests in progress, and since when it has had none.
 pub struct Activity {

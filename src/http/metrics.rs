@@ -17,8 +17,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::body::{Body, full};
-use crate::gate::Gate;
+use crate::http::body::{Body, full};
+use crate::http::gate::Gate;
 
 /// One label, with a fixed name and a `'static` value: lookups allocate nothing.
 type Label = [(&'static str, &'static str); 1];

@@ -5,12 +5,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
 
 use crate::upstream::UpstreamBody;
-
-pub type Body = BoxBody<Bytes, BoxError>;
+pub use crate::upstream::{Body, BoxError};
 
 /// An answer's body: the upstream's, as it is (most answers), or any other, boxed. Not boxing the
 /// upstream's saves an allocation and two indirect calls per proxied request.
@@ -47,9 +46,6 @@ impl hyper::body::Body for Outbound {
         }
     }
 }
-
-/// Any error a body can end with: hyper's, for a client's body, or the upstream client's.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A complete body from bytes we produced ourselves.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

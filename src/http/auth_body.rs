@@ -8,8 +8,8 @@ use http::{Request, header};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::body::{ReadError, read_limited};
-use crate::error::ApiError;
+use crate::http::body::{ReadError, read_limited};
+use crate::http::error::ApiError;
 
 /// Reads a JSON request body of at most `limit` bytes within `deadline`.
 pub async fn read_json(

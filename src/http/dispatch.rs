@@ -12,17 +12,18 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use serde_json::json;
 
-use crate::authn::{self, authenticate};
-use crate::body::{Body, Outbound};
 use crate::config::Config;
-use crate::endpoints::{self, Endpoint};
-use crate::error::{ApiError, json_response};
-use crate::forwarded::Relayed;
-use crate::gate::Gate;
-use crate::idle::{InFlight, Tracked};
-use crate::proxy::{Forwarder, Peer, TunnelEnd, Upgrade};
-use crate::routes::{Access, Decision, normalise_path};
-use crate::token::{Claims, TokenKind};
+use crate::core::endpoint::Endpoint;
+use crate::core::forwarded::Relayed;
+use crate::core::routes::{Access, Decision, normalise_path};
+use crate::core::token::{Claims, TokenKind};
+use crate::http::authn::{self, authenticate};
+use crate::http::body::{Body, Outbound};
+use crate::http::endpoints;
+use crate::http::error::{ApiError, json_response};
+use crate::http::gate::Gate;
+use crate::http::idle::{InFlight, Tracked};
+use crate::http::proxy::{Forwarder, Peer, TunnelEnd, Upgrade};
 use crate::upstream::{Outgoing, only_chunked};
 
 /// What a request is, decided from its method and target alone.

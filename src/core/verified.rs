@@ -11,7 +11,7 @@
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
-use crate::token::Claims;
+use crate::core::token::Claims;
 
 /// Slots in the table, a power of two. Tokens are a few hundred bytes: at most about a megabyte.
 const SLOTS: usize = 4096;
@@ -73,7 +73,7 @@ impl VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::TokenKind;
+    use crate::core::token::TokenKind;
 
     fn claims(sub: &str) -> Arc<Claims> {
         Arc::new(Claims {

@@ -6,48 +6,17 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::accounts;
-use crate::auth_body::{read_json, string_fields};
-use crate::authn::authenticate;
-use crate::body::Body;
-use crate::error::{ApiError, TokenError, json_response};
-use crate::gate::Gate;
-use crate::revocation::{Revocation, RevocationKind};
+use crate::core::accounts;
+use crate::core::endpoint::Endpoint;
+use crate::core::revocation::{Revocation, RevocationKind};
+use crate::core::token::TokenError;
+use crate::core::token::{Claims, Subject, TokenKind, unix_now};
+use crate::http::auth_body::{read_json, string_fields};
+use crate::http::authn::authenticate;
+use crate::http::body::Body;
+use crate::http::error::{ApiError, json_response};
+use crate::http::gate::Gate;
 use crate::store::{StoreError, User};
-use crate::token::{Claims, Subject, TokenKind, unix_now};
-
-/// The auth endpoints, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Register,
-    Login,
-    Refresh,
-    Logout,
-    LogoutAll,
-    Password,
-}
-
-impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
-        Endpoint::Register,
-        Endpoint::Login,
-        Endpoint::Refresh,
-        Endpoint::Logout,
-        Endpoint::LogoutAll,
-        Endpoint::Password,
-    ];
-
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Register => "/register",
-            Endpoint::Login => "/login",
-            Endpoint::Refresh => "/refresh",
-            Endpoint::Logout => "/logout",
-            Endpoint::LogoutAll => "/logout-all",
-            Endpoint::Password => "/password",
-        }
-    }
-}
 
 pub async fn answer(
     gate: &Gate,
@@ -267,7 +236,7 @@ async fn refresh(gate: &Gate, headers: &HeaderMap) -> Result<Response<Body>, Api
 
 /// Revokes the session of a refresh token that was presented after rotation, if it is still live.
 async fn reuse_detected(gate: &Gate, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = crate::authn::bearer_token(headers, gate.config.max_authorization_header)?;
+    let token = crate::http::authn::bearer_token(headers, gate.config.max_authorization_header)?;
     let Ok(claims) = gate.tokens.verify(token, unix_now()) else {
         return Ok(());
     };

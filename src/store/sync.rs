@@ -2,12 +2,11 @@
 //! not ready), then every revocation other replicas announce, plus a periodic catch-up for
 //! announcements missed while disconnected. Also purges what has expired from the store.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::gate::Gate;
-use crate::store::ListenerEvent;
-use crate::token::unix_now;
+use crate::core::revocation::RevocationCache;
+use crate::core::token::unix_now;
+use crate::store::{ListenerEvent, Store};
 
 /// How far back each catch-up looks before the previous one, so a revocation whose transaction
 /// committed a little after it was stamped is still seen.
@@ -17,10 +16,12 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often expired revocations and sessions are deleted from the store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-pub async fn run(gate: Arc<Gate>) {
-    let mut since_ms = initial_load(&gate).await;
-    let mut listener = gate.store.listener();
-    let mut catch_up = tokio::time::interval(gate.config.catch_up_interval);
+/// Runs until aborted: loads `revocations` from `store`, marks them loaded, then follows the store
+/// (announcements, and a catch-up every `catch_up_interval`).
+pub async fn run(store: Store, revocations: RevocationCache, catch_up_interval: Duration) {
+    let mut since_ms = initial_load(&store, &revocations).await;
+    let mut listener = store.listener();
+    let mut catch_up = tokio::time::interval(catch_up_interval);
     catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_purge = Instant::now();
     let mut last_sweep = Instant::now();
@@ -36,21 +37,21 @@ pub async fn run(gate: Arc<Gate>) {
             }
         };
         match event {
-            Some(ListenerEvent::Revoked(revocation)) => gate.revocations.insert(revocation),
+            Some(ListenerEvent::Revoked(revocation)) => revocations.insert(revocation),
             // Connected (again), or the periodic tick: read what changed since the last look.
             Some(ListenerEvent::Connected) | None => {
-                if let Some(as_of_ms) = apply(&gate, since_ms).await {
+                if let Some(as_of_ms) = apply(&store, &revocations, since_ms).await {
                     since_ms = as_of_ms - CATCH_UP_OVERLAP_MS;
                 }
             }
         }
         if last_sweep.elapsed() >= SWEEP_INTERVAL {
             last_sweep = Instant::now();
-            gate.revocations.sweep();
+            revocations.sweep();
         }
         if last_purge.elapsed() >= PURGE_INTERVAL {
             last_purge = Instant::now();
-            if let Err(e) = gate.store.purge_expired(unix_now()).await {
+            if let Err(e) = store.purge_expired(unix_now()).await {
                 tracing::warn!(error = %e, "purging expired revocations failed");
             }
         }
@@ -58,24 +59,24 @@ pub async fn run(gate: Arc<Gate>) {
 }
 
 /// Migrates and loads every unexpired revocation, retrying until the store answers; then marks the
-/// gate ready. Returns where the first catch-up starts.
-async fn initial_load(gate: &Gate) -> i64 {
+/// revocations loaded (the gate is ready). Returns where the first catch-up starts.
+async fn initial_load(store: &Store, revocations: &RevocationCache) -> i64 {
     let mut delay = Duration::from_millis(200);
     loop {
         let mut count = 0usize;
-        let loaded = match gate.store.migrate().await {
+        let loaded = match store.migrate().await {
             Ok(()) => {
                 let mut sink = |revocation| {
-                    gate.revocations.insert(revocation);
+                    revocations.insert(revocation);
                     count += 1;
                 };
-                gate.store.revocations_since(0, unix_now(), &mut sink).await
+                store.revocations_since(0, unix_now(), &mut sink).await
             }
             Err(e) => Err(e),
         };
         match loaded {
             Ok(as_of_ms) => {
-                gate.mark_revocations_loaded();
+                revocations.mark_loaded();
                 tracing::info!(revocations = count, "revocations loaded; ready");
                 return as_of_ms - CATCH_UP_OVERLAP_MS;
             }
@@ -89,10 +90,9 @@ async fn initial_load(gate: &Gate) -> i64 {
 }
 
 /// One catch-up; `None` when the store did not answer (the next tick tries again).
-async fn apply(gate: &Gate, since_ms: i64) -> Option<i64> {
-    let mut sink = |revocation| gate.revocations.insert(revocation);
-    match gate
-        .store
+async fn apply(store: &Store, revocations: &RevocationCache, since_ms: i64) -> Option<i64> {
+    let mut sink = |revocation| revocations.insert(revocation);
+    match store
         .revocations_since(since_ms, unix_now(), &mut sink)
         .await
     {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use crate::token::{Claims, unix_now};
+use crate::core::token::{Claims, unix_now};
 /// Whether a revocation covers a whole login session or one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevocationKind {
@@ -132,9 +132,21 @@ impl RevokedSet {
 pub struct RevocationCache {
     sessions: std::sync::Arc<RevokedSet>,
     tokens: std::sync::Arc<RevokedSet>,
+    /// False until every unexpired revocation is in the cache: until then no token is trusted.
+    loaded: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RevocationCache {
+    /// Whether every revocation in force was loaded: only then can a token be trusted.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn mark_loaded(&self) {
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     pub fn insert(&self, revocation: Revocation) {
         if revocation.expires_at <= unix_now() {
             return;

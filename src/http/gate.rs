@@ -1,14 +1,12 @@
 //! Everything a request may need, built once at start-up and shared by all connections.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::password::Passwords;
-use crate::revocation::RevocationCache;
+use crate::core::revocation::RevocationCache;
+use crate::core::throttle::Throttle;
+use crate::core::token::TokenService;
+use crate::http::metrics::Metrics;
+use crate::services::password::Passwords;
 use crate::store::Store;
-use crate::throttle::Throttle;
-use crate::token::TokenService;
 
 /// Login throttles; `None` where configured off.
 pub struct LoginThrottle {
@@ -24,8 +22,6 @@ pub struct Gate {
     pub passwords: Passwords,
     pub metrics: Metrics,
     pub login_throttle: LoginThrottle,
-    /// False until every unexpired revocation is in the cache: until then no token is trusted.
-    revocations_loaded: AtomicBool,
 }
 
 impl Gate {
@@ -42,17 +38,12 @@ impl Gate {
                     config.login_limits.window,
                 ),
             },
-            revocations_loaded: AtomicBool::new(false),
             store,
             config,
         }
     }
 
     pub fn revocations_loaded(&self) -> bool {
-        self.revocations_loaded.load(Ordering::Acquire)
-    }
-
-    pub fn mark_revocations_loaded(&self) {
-        self.revocations_loaded.store(true, Ordering::Release);
+        self.revocations.is_loaded()
     }
 }

@@ -3,35 +3,9 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::body::{Body, full};
-use crate::routes::PathError;
-
-/// Why a bearer token was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenError {
-    Expired,
-    Revoked,
-    BadSignature,
-    /// An access token where a refresh token is needed.
-    RefreshRequired,
-    /// A refresh token where an access token is needed.
-    AccessRequired,
-    /// Malformed, wrong algorithm, wrong issuer, not yet valid, missing claims: the text says which.
-    Invalid(&'static str),
-}
-
-impl TokenError {
-    pub fn message(&self) -> &'static str {
-        match self {
-            TokenError::Expired => "Token has expired",
-            TokenError::Revoked => "Token has been revoked",
-            TokenError::BadSignature => "Signature verification failed",
-            TokenError::RefreshRequired => "Only refresh tokens are allowed",
-            TokenError::AccessRequired => "Only non-refresh tokens are allowed",
-            TokenError::Invalid(msg) => msg,
-        }
-    }
-}
+use crate::core::routes::PathError;
+use crate::core::token::TokenError;
+use crate::http::body::{Body, full};
 
 #[derive(Debug)]
 pub enum ApiError {

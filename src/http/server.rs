@@ -16,11 +16,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 
-use crate::dispatch;
-use crate::forwarded::is_trusted;
-use crate::gate::Gate;
-use crate::idle::{self, Activity, InFlight, Stop};
-use crate::proxy::{Forwarder, Peer};
+use crate::core::forwarded::is_trusted;
+use crate::http::dispatch;
+use crate::http::gate::Gate;
+use crate::http::idle::{self, Activity, InFlight, Stop};
+use crate::http::proxy::{Forwarder, Peer};
 
 /// An accepted connection on its way to a worker, with its place under the connection cap.
 struct Accepted {

@@ -7,9 +7,10 @@ use std::time::Duration;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::error::{ApiError, TokenError};
-use crate::gate::Gate;
-use crate::token::{Claims, TokenKind, unix_now};
+use crate::core::token::TokenError;
+use crate::core::token::{Claims, TokenKind, unix_now};
+use crate::http::error::ApiError;
+use crate::http::gate::Gate;
 
 /// Extracts the JWT from `Authorization: Bearer <JWT>`, with Flask-JWT-Extended's messages: the
 /// value must be visible ASCII, the scheme `Bearer` in any case (RFC 9110 §11.1), then one token.

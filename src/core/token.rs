@@ -8,9 +8,73 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::TokenConfig;
-use crate::error::TokenError;
-use crate::verified::VerifiedTokens;
+use crate::core::verified::VerifiedTokens;
+
+/// One HMAC signing key.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: Option<String>,
+    pub secret: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct TokenConfig {
+    /// The first signs; every one verifies tokens whose `kid` names it.
+    pub keys: Vec<SigningKey>,
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub issuer: String,
+    pub leeway: Duration,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field(
+                "keys",
+                &self
+                    .keys
+                    .iter()
+                    .map(|k| k.kid.as_deref().unwrap_or("-"))
+                    .collect::<Vec<_>>(),
+            )
+            .field("algorithm", &self.algorithm)
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("issuer", &self.issuer)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
+}
+
+/// Why a bearer token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Expired,
+    Revoked,
+    BadSignature,
+    /// An access token where a refresh token is needed.
+    RefreshRequired,
+    /// A refresh token where an access token is needed.
+    AccessRequired,
+    /// Malformed, wrong algorithm, wrong issuer, not yet valid, missing claims: the text says which.
+    Invalid(&'static str),
+}
+
+impl TokenError {
+    pub fn message(&self) -> &'static str {
+        match self {
+            TokenError::Expired => "Token has expired",
+            TokenError::Revoked => "Token has been revoked",
+            TokenError::BadSignature => "Signature verification failed",
+            TokenError::RefreshRequired => "Only refresh tokens are allowed",
+            TokenError::AccessRequired => "Only non-refresh tokens are allowed",
+            TokenError::Invalid(msg) => msg,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -242,7 +306,6 @@ impl TokenService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SigningKey;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
@@ -422,7 +485,6 @@ mod tests {
 #[cfg(test)]
 mod key_rotation_tests {
     use super::*;
-    use crate::config::SigningKey;
 
     fn key(kid: Option<&str>, secret: &str) -> SigningKey {
         SigningKey {

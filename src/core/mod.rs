@@ -1,0 +1,13 @@
+//! The rules, pure: no sockets, no database, no HTTP server. What a request is and may do is
+//! decided here, so that it can be tested, fuzzed and explained without starting anything.
+
+pub mod accounts;
+pub mod endpoint;
+pub mod forwarded;
+pub mod headers;
+pub mod revocation;
+pub mod routes;
+pub mod throttle;
+pub mod token;
+pub mod verified;
+pub mod websocket;
