@@ -1,6 +1,7 @@
 //! Rules for usernames and passwords, pure functions shared by /register and /login.
 
 use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory};
 
 pub const MAX_USERNAME_CHARS: usize = 64;
 pub const MIN_PASSWORD_BYTES: usize = 8;
@@ -15,11 +16,16 @@ pub fn username_key(username: &str) -> String {
 
 /// Checks a username for registration (and before a login looks it up).
 ///
-/// The app receives the username in a header, so it must arrive there unchanged: HTTP parsers
-/// trim spaces around a header's value, and `" admin "` would reach the app as `admin`. So no
-/// whitespace at either end (Unicode's, which NFKC and apps' own trimming both know), no control
-/// characters, and no invisible ones (zero-width spaces and joiners, direction marks, soft
-/// hyphens, variation selectors), which would make a name that shows as another.
+/// The app receives the username in a header, and shows it to people: it must reach the app
+/// unchanged, and must not pass for another name. HTTP parsers trim spaces around a header's
+/// value (`" admin "` would arrive as `admin`), and some read a comma as the end of one value.
+/// Characters that show as nothing (format characters, zero-width ones, fillers, spaces other
+/// than the plain one) or as whatever a font decides (private use, unassigned code points) would
+/// let `ad\u{200B}min` stand for `admin`; a combining mark in first place would join whatever
+/// the app writes before the name.
+///
+/// Names that only look alike (Cyrillic `а` for Latin `a`, a dotless `ı` that an app's upper-casing
+/// turns into `I`) are still two users: apps should key on `X-Auth-User-Id`, never on the name.
 pub fn validate_username(username: &str) -> Result<(), &'static str> {
     if username.trim().is_empty() {
         return Err("Username must not be empty");
@@ -37,18 +43,34 @@ pub fn validate_username(username: &str) -> Result<(), &'static str> {
     if username.chars().any(is_invisible) {
         return Err("Username must not contain invisible characters");
     }
+    if username.contains(',') {
+        return Err("Username must not contain a comma");
+    }
+    let first = username.chars().next().expect("not empty");
+    if first.general_category_group() == GeneralCategoryGroup::Mark {
+        return Err("Username must not begin with a combining mark");
+    }
     Ok(())
 }
 
-/// Characters that show as nothing: Unicode's default-ignorable code points (DerivedCoreProperties,
-/// Default_Ignorable_Code_Point), which fonts draw without a glyph.
+/// Characters that show as nothing, or as nothing in particular: format characters (zero-width
+/// spaces and joiners, direction marks, soft hyphens, and the rest of Unicode's `Cf`), spaces
+/// other than U+0020 (a hair space inside a name hides), private-use and unassigned code points,
+/// the rest of Unicode's default-ignorable code points (variation selectors among them), and the
+/// letters that are drawn blank (Hangul fillers, the braille blank, the Khitan filler).
 fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
-        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+    use GeneralCategory::{
+        Format, LineSeparator, ParagraphSeparator, PrivateUse, SpaceSeparator, Unassigned,
+    };
+    let category = c.general_category();
+    matches!(
+        category,
+        Format | PrivateUse | Unassigned | LineSeparator | ParagraphSeparator
+    ) || (category == SpaceSeparator && c != ' ')
+        || matches!(c,
+            '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+            | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FFA0}' | '\u{16FE4}'
+            | '\u{1D159}' | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// Checks a password for registration.
@@ -124,8 +146,53 @@ mod tests {
                 "{hidden:?}"
             );
         }
-        for fine in ["ad min", "Jürgen O'Brien", "名前", "a\u{0301}"] {
+        // What the security review's attacker found past the first version of these rules.
+        for hidden in [
+            "ad\u{200A}min",
+            "admin\u{2800}",
+            "admin\u{16FE4}",
+            "ad\u{FFF9}min",
+            "ad\u{13430}min",
+            "ad\u{070F}min",
+            "ad\u{1D159}min",
+            "ad\u{1680}min",
+            "ad\u{2028}min",
+            "ad\u{E000}min",
+            "ad\u{0378}min",
+        ] {
+            assert_eq!(
+                validate_username(hidden),
+                Err("Username must not contain invisible characters"),
+                "{hidden:?}"
+            );
+        }
+        assert_eq!(
+            validate_username("admin, other"),
+            Err("Username must not contain a comma")
+        );
+        assert_eq!(
+            validate_username("\u{0301}admin"),
+            Err("Username must not begin with a combining mark")
+        );
+        for fine in [
+            "ad min",
+            "Jürgen O'Brien",
+            "名前",
+            "a\u{0301}",
+            "José",
+            "Ελένη",
+        ] {
             assert!(validate_username(fine).is_ok(), "{fine:?}");
+        }
+    }
+
+    /// Said in the README and SECURITY.md: names that only look alike are different users, so
+    /// apps key on the user id. Pinned, so that a change to it is a decision.
+    #[test]
+    fn confusable_usernames_are_distinct_users_and_allowed() {
+        for (confusable, latin) in [("\u{0430}dmin", "admin"), ("adm\u{0131}n", "admin")] {
+            assert!(validate_username(confusable).is_ok(), "{confusable:?}");
+            assert_ne!(username_key(confusable), username_key(latin));
         }
     }
 
