@@ -286,6 +286,20 @@ async fn usernames_that_would_reach_the_app_as_another_are_refused_at_registrati
             "\u{FEFF}admin",
             "Username must not contain invisible characters",
         ),
+        // Found by attacking the first version of these rules.
+        (
+            "ad\u{200A}min",
+            "Username must not contain invisible characters",
+        ),
+        (
+            "admin\u{2800}",
+            "Username must not contain invisible characters",
+        ),
+        ("admin, other", "Username must not contain a comma"),
+        (
+            "\u{0301}admin",
+            "Username must not begin with a combining mark",
+        ),
     ] {
         let r = post_json(s.addr(), "/register", &creds(name), &[]).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name:?}: {r:?}");
@@ -529,5 +543,171 @@ access = "public"
     assert_eq!(r.json()["method"], "POST");
     let r = send(s.addr(), request("DELETE", "/comments/7", &[], "")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    s.gate.stop().await;
+}
+
+// Found by attacking the first fixes (a helper session sent raw requests at the real binary).
+
+/// Symfony, Laravel and Express's `method-override` with a key also read `_method` from the query,
+/// where authgate can see it: a request is allowed only if the rule for the method it names
+/// allows it too.
+#[tokio::test]
+async fn a_query_method_override_meets_the_rules_of_the_method_it_names() {
+    let s = Setup::with_extra(
+        r#"
+[[routes]]
+path = "/comments/**"
+methods = ["DELETE"]
+access = "deny"
+[[routes]]
+path = "/comments/**"
+methods = ["PUT"]
+access = "authenticated"
+[[routes]]
+path = "/comments/**"
+access = "public"
+"#,
+    )
+    .await;
+    for (target, status) in [
+        ("/comments/7?_method=DELETE", StatusCode::FORBIDDEN),
+        ("/comments/7?page=1&_method=delete", StatusCode::FORBIDDEN),
+        ("/comments/7?%5Fmethod=De%6Cete", StatusCode::FORBIDDEN),
+        ("/comments/7;x?a=1;_method=DELETE", StatusCode::BAD_REQUEST),
+        ("/comments/7?a=1;_method=DELETE", StatusCode::FORBIDDEN),
+        ("/comments/7?_method=PUT", StatusCode::UNAUTHORIZED),
+        ("/comments/7?_method=PATCH", StatusCode::OK),
+        ("/comments/7?method=DELETE", StatusCode::OK),
+    ] {
+        let r = send(s.addr(), request("POST", target, &[], "x")).await;
+        assert_eq!(r.status, status, "{target}: {r:?}");
+    }
+    let forwarded: Vec<String> = s.upstream.seen().iter().map(|x| x.target.clone()).collect();
+    assert_eq!(
+        forwarded,
+        ["/comments/7?_method=PATCH", "/comments/7?method=DELETE"]
+    );
+    s.gate.stop().await;
+}
+
+/// Other names proxies give the client's address (`Client-IP`, `True-Client-IP`, …) and the host
+/// overrides never reach the app; `X-Forwarded-Port`, `-Prefix`, `-Ssl` and the rest reach it only
+/// from a trusted proxy, whose word they are.
+#[tokio::test]
+async fn client_address_headers_and_forwarded_details_reach_the_app_only_from_a_trusted_proxy() {
+    let always = [
+        "Client-IP",
+        "X-Client-IP",
+        "True-Client-IP",
+        "CF-Connecting-IP",
+        "X-Cluster-Client-IP",
+        "Forwarded-For",
+        "X-Forwarded",
+        "X-Original-Method",
+        "X-Original-Host",
+        "X-Host",
+        "X-HTTP-Host-Override",
+        "x_original_host",
+    ];
+    let details = [
+        "X-Forwarded-Port",
+        "X-Forwarded-Prefix",
+        "X-Forwarded-Ssl",
+        "X-Forwarded-Uri",
+        "X-Forwarded-Method",
+        "X-Forwarded-Server",
+        "x_forwarded_scheme",
+    ];
+    let forged: Vec<(&str, &str)> = always
+        .iter()
+        .chain(&details)
+        .map(|n| (*n, "forged"))
+        .collect();
+    let app_saw = |body: serde_json::Value, name: &str| {
+        body["headers"].get(name.to_ascii_lowercase()).is_some()
+    };
+
+    let s = Setup::new().await;
+    let r = send(s.addr(), request("GET", "/public/x", &forged, "")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    for name in always.iter().chain(&details) {
+        assert!(
+            !app_saw(body.clone(), name),
+            "{name} reached the app: {body}"
+        );
+    }
+    s.gate.stop().await;
+
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(&upstream.url(), &dir.path().join("gate.db"), "").replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let gate = Gate::start(&config).await;
+    let r = send(gate.addr, request("GET", "/public/x", &forged, "")).await;
+    let body = r.json();
+    for name in always {
+        assert!(
+            !app_saw(body.clone(), name),
+            "{name} reached the app: {body}"
+        );
+    }
+    for name in details {
+        assert!(
+            app_saw(body.clone(), name),
+            "{name} from a trusted proxy was dropped: {body}"
+        );
+    }
+    gate.stop().await;
+}
+
+/// HTTP/2 names the host in `:authority`; a `host` field naming another one, or user information
+/// in the authority, makes the request malformed (RFC 9113 §8.3.1) rather than letting the app
+/// see a host of the client's choosing.
+#[tokio::test]
+async fn an_http2_host_that_is_not_the_authority_is_refused() {
+    let s = Setup::new().await;
+    let stream = TcpStream::connect(s.addr()).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    for (uri, host, status) in [
+        (
+            "http://gate.test/public/x",
+            Some("evil.example"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "http://user@gate.test/public/x",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "http://gate.test/public/x",
+            Some("gate.test"),
+            StatusCode::OK,
+        ),
+        ("http://gate.test/public/x", None, StatusCode::OK),
+    ] {
+        let mut builder = http::Request::builder().uri(uri);
+        if let Some(host) = host {
+            builder = builder.header("host", host);
+        }
+        let response = sender
+            .send_request(builder.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{uri} with host {host:?}");
+    }
+    assert!(
+        s.upstream
+            .seen()
+            .iter()
+            .all(|x| x.headers.get("host").is_none_or(|h| h == "gate.test"))
+    );
     s.gate.stop().await;
 }

@@ -18,16 +18,46 @@ static HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("http2-settings"),
 ];
 
-/// Headers that frameworks read as a request's method or path instead of the request line's
-/// (Rails, Express's `method-override`, Symfony and Laravel; IIS's URL rewriting): the route was
-/// decided on the request line, so these never reach the app, in any spelling.
-pub const OVERRIDES: [&str; 5] = [
+/// Headers that frameworks read as a request's method, path or host instead of the request's own
+/// (Rails, Express's `method-override`, Symfony and Laravel; IIS's URL rewriting; nginx's
+/// `auth_request` conventions): the route was decided on the request line, so these never reach
+/// the app, in any spelling.
+pub const OVERRIDES: [&str; 9] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-original-method",
     "x-original-url",
     "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+    "x-http-host-override",
 ];
+
+/// Headers in which proxies name the client's address, each read by some app or framework
+/// (Rails' `Client-IP`, CDNs' `True-Client-IP` and `CF-Connecting-IP`): authgate names the client
+/// in `X-Forwarded-For` and `X-Real-IP`, and a client's own copies of these never reach the app.
+pub const CLIENT_ADDRESSES: [&str; 7] = [
+    "client-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "forwarded-for",
+    "x-forwarded",
+];
+
+/// Whether `name` is an `X-Forwarded-…` header in any spelling (`-Port`, `-Prefix`, `-Ssl`,
+/// `-Uri`, …): what a proxy tells the app about the original request. Passed on from a trusted
+/// proxy only; from anyone else, a claim about a request that authgate saw itself.
+pub fn is_forwarded_detail(name: &str) -> bool {
+    const PREFIX: &[u8] = b"x-forwarded-";
+    name.len() > PREFIX.len()
+        && name
+            .bytes()
+            .zip(PREFIX)
+            .all(|(n, &p)| n.to_ascii_lowercase() == p || (n == b'_' && p == b'-'))
+}
 
 /// The form in which two header names mean the same to the app: lower case, `_` as `-`, since
 /// WSGI and CGI read `X_Auth_User_Id` and `X-Auth-User-Id` as one header.
@@ -101,27 +131,35 @@ fn same_header(name: &str, key: &str) -> bool {
 /// in the form `header_key` gives. A client's copy is never passed on, whatever its case or
 /// separators.
 pub struct OwnedHeaders {
-    keys: Vec<String>,
-    /// Bit `n` is set when some key is `n` bytes long: most of a request's fields differ in
-    /// length from every key, and are let through after one look at this.
-    lengths: u64,
+    /// The keys by length, for names under 64 bytes: a field is compared with the few keys as
+    /// long as it is, most often none.
+    by_length: Vec<Vec<String>>,
+    /// Keys of 64 bytes or more.
+    long: Vec<String>,
 }
 
 impl OwnedHeaders {
     pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> OwnedHeaders {
-        let keys: Vec<String> = names.into_iter().map(header_key).collect();
-        let lengths = keys
-            .iter()
-            .filter(|key| key.len() < 64)
-            .fold(0, |set, key| set | 1 << key.len());
-        OwnedHeaders { keys, lengths }
+        let mut owned = OwnedHeaders {
+            by_length: vec![Vec::new(); 64],
+            long: Vec::new(),
+        };
+        for key in names.into_iter().map(header_key) {
+            match owned.by_length.get_mut(key.len()) {
+                Some(keys) => keys.push(key),
+                None => owned.long.push(key),
+            }
+        }
+        owned
     }
 
     /// Whether `name` is one of these, once its letters are lower-cased and its `_` read as `-`.
     pub fn contains(&self, name: &str) -> bool {
-        let length = name.len();
-        (length >= 64 || self.lengths >> length & 1 == 1)
-            && self.keys.iter().any(|key| same_header(name, key))
+        self.by_length
+            .get(name.len())
+            .unwrap_or(&self.long)
+            .iter()
+            .any(|key| same_header(name, key))
     }
 }
 
@@ -249,6 +287,27 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn forwarded_details_are_known_in_any_spelling() {
+        for name in [
+            "x-forwarded-port",
+            "X_Forwarded_Prefix",
+            "x-FORWARDED-ssl",
+            "x-forwarded-x",
+        ] {
+            assert!(is_forwarded_detail(name), "{name}");
+        }
+        for name in [
+            "x-forwarded-",
+            "x-forwarded",
+            "x-forwardedport",
+            "forwarded",
+            "x-real-ip",
+        ] {
+            assert!(!is_forwarded_detail(name), "{name}");
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use std::fmt;
 
-/// What a route lets through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a route lets through, from the least to the most strict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
     Public,
     Authenticated,
@@ -295,6 +295,37 @@ fn wildcard_match<P, T>(
     pattern[p..].iter().all(is_star)
 }
 
+/// The methods a query's `_method` parameters ask for, upper-cased: Symfony and Laravel, and
+/// Express's `method-override` set up with a key, run a `POST /x?_method=DELETE` as a `DELETE`.
+/// Keys and values are read as those frameworks read them (percent-decoded, `+` as a space, pairs
+/// split at `&` or `;`); a value that is not a method token names no method.
+pub fn query_method_overrides(query: &str) -> impl Iterator<Item = String> + '_ {
+    // Most queries hold neither an underscore nor an escape that could spell one.
+    let may_override = query.bytes().any(|b| b == b'_' || b == b'%');
+    query
+        .split(['&', ';'])
+        .filter(move |_| may_override)
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            (decode_query_part(key) == "_method").then(|| decode_query_part(value))
+        })
+        .map(|value| value.trim().to_ascii_uppercase())
+        .filter(|method| !method.is_empty() && method.bytes().all(is_token_byte))
+}
+
+/// One key or value of a query, as form decoders read it.
+fn decode_query_part(part: &str) -> String {
+    let spaced = part.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Whether `b` may stand in a method name (RFC 9110 §5.6.2, `tchar`).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// The ordered rules; the first match decides, and no match means `authenticated`.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
@@ -543,6 +574,19 @@ mod tests {
         let path = "/a".repeat(5_000);
         assert_eq!(table.decide("GET", &path).rule, None);
         assert_eq!(table.decide("GET", &format!("{path}/b")).rule, Some(0));
+    }
+
+    #[test]
+    fn a_query_names_its_method_overrides_as_frameworks_read_them() {
+        let overrides = |q: &str| query_method_overrides(q).collect::<Vec<_>>();
+        assert_eq!(overrides("_method=DELETE"), ["DELETE"]);
+        assert_eq!(overrides("a=1&_method=delete&b=2"), ["DELETE"]);
+        assert_eq!(overrides("%5Fmethod=put;_%6Dethod=patch"), ["PUT", "PATCH"]);
+        assert_eq!(overrides("_method=%44ELETE"), ["DELETE"]);
+        assert_eq!(overrides("_method=+delete+"), ["DELETE"]);
+        assert!(overrides("method=DELETE&x_method=PUT&_methods=PUT").is_empty());
+        assert!(overrides("_method=&_method=DE%20LETE&_method=%FF").is_empty());
+        assert!(overrides("page=2").is_empty());
     }
 
     #[test]

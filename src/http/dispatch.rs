@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::core::endpoint::Endpoint;
 use crate::core::forwarded::Relayed;
-use crate::core::routes::{Access, Decision, normalise_path};
+use crate::core::routes::{Access, Decision, normalise_path, query_method_overrides};
 use crate::core::token::{Claims, TokenKind};
 use crate::http::authn::{self, authenticate};
 use crate::http::body::{Body, Outbound};
@@ -80,7 +80,15 @@ pub fn classify(config: &Config, method: &Method, uri: &Uri) -> Result<Class, Ap
             };
         }
     }
-    let decision = config.routes.decide(method.as_str(), &path);
+    let mut decision = config.routes.decide(method.as_str(), &path);
+    // A method an app may be told to run instead, in the query: the request must be allowed as
+    // that method too, so it meets the stricter of the two rules.
+    for other in uri.query().into_iter().flat_map(query_method_overrides) {
+        let stricter = config.routes.decide(&other, &path);
+        if stricter.access > decision.access {
+            decision = stricter;
+        }
+    }
     let path_and_query = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path,
@@ -113,6 +121,23 @@ pub fn vet_message<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(
     }
     if hosts > 1 || (hosts == 0 && request.version() == http::Version::HTTP_11) {
         return Err(ApiError::BadHost);
+    }
+    // HTTP/2 names the host in `:authority`: a `host` field that names another, or user
+    // information in it, is a malformed request (RFC 9113 §8.3.1), not a second opinion.
+    if request.version() == http::Version::HTTP_2 {
+        if let Some(authority) = request.uri().authority() {
+            let other_host = hosts == 1
+                && request
+                    .headers()
+                    .get(http::header::HOST)
+                    .map(|h| h.as_bytes())
+                    != Some(authority.as_str().as_bytes());
+            if other_host || authority.as_str().contains('@') {
+                return Err(ApiError::BadRequest(
+                    "Host must be the :authority, without user information".into(),
+                ));
+            }
+        }
     }
     if coded && !only_chunked(request.headers()) {
         return Err(ApiError::UnsupportedTransferCoding);

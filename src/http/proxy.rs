@@ -17,7 +17,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::config::{IdentityConfig, UpstreamConfig};
 use crate::core::forwarded::Relayed;
 use crate::core::headers::{
-    OVERRIDES, OwnedHeaders, has_hop_by_hop, is_field_value, join_cookies, remove_hop_by_hop,
+    CLIENT_ADDRESSES, OVERRIDES, OwnedHeaders, has_hop_by_hop, is_field_value, is_forwarded_detail,
+    join_cookies, remove_hop_by_hop,
 };
 use crate::core::token::Claims;
 use crate::core::token::TokenError;
@@ -101,7 +102,8 @@ impl Forwarder {
                 "forwarded",
             ]
             .into_iter()
-            .chain(OVERRIDES),
+            .chain(OVERRIDES)
+            .chain(CLIENT_ADDRESSES),
         );
         Forwarder {
             upstream: Upstream::new(
@@ -233,7 +235,7 @@ impl Forwarder {
         // A bodiless request (most) is not boxed at all.
         let body = (!incoming.is_end_stream()).then(|| body::stream(incoming));
         let mut outgoing = Outgoing::new(&parts, path_and_query, body, extra.fields(), |name| {
-            self.owned.contains(name)
+            self.owned.contains(name) || (relayed.is_none() && is_forwarded_detail(name))
         });
         if let Some(accept) = websocket {
             outgoing.expect_switch(accept);
