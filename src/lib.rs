@@ -9,7 +9,9 @@
 //!   handshake;
 //! - `config`: the TOML file turned into a validated [`Config`];
 //! - `store` (users, sessions and revocations in SQLite or PostgreSQL, and keeping the
-//!   revocation set in step), `upstream` (HTTP/1.1 to the app), `services` (password hashing);
+//!   revocation set in step) and `upstream` (HTTP/1.1 to the app);
+//! - `services`: the sessions' rules (register, login, refresh, logout, password change) and
+//!   password hashing, with errors of their own and no HTTP;
 //! - `http`: the edge. `server` accepts connections and hands each request to `dispatch`, which
 //!   classifies it, checks its token (`authn`) and either forwards it (`proxy`) or answers it
 //!   (`endpoints`); `error` decides every refusal's status and message in one place.

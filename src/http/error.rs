@@ -6,6 +6,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use crate::core::routes::PathError;
 use crate::core::token::TokenError;
 use crate::http::body::{Body, full};
+use crate::services::sessions::AuthError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -167,6 +168,26 @@ impl ApiError {
             _ => {}
         }
         response
+    }
+}
+
+/// The one map from the sessions service's refusals to answers.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        match e {
+            AuthError::Invalid(rule) => ApiError::BadRequest(rule.into()),
+            AuthError::UsernameTaken => ApiError::UsernameTaken,
+            AuthError::BadCredentials => ApiError::BadCredentials,
+            AuthError::WrongPassword => ApiError::WrongPassword,
+            AuthError::Throttled(wait) => ApiError::TooManyAttempts(wait),
+            AuthError::Busy => ApiError::Busy,
+            AuthError::Token(e) => ApiError::Token(e),
+            AuthError::NotReady => ApiError::NotReady,
+            AuthError::Store(e) => {
+                tracing::error!(error = %e, "store failed");
+                ApiError::StoreUnavailable
+            }
+        }
     }
 }
 

@@ -1,44 +1,43 @@
 //! Everything a request may need, built once at start-up and shared by all connections.
 
+use std::sync::Arc;
+
 use crate::config::Config;
 use crate::core::revocation::RevocationCache;
-use crate::core::throttle::Throttle;
 use crate::core::token::TokenService;
 use crate::http::metrics::Metrics;
-use crate::services::password::Passwords;
+use crate::services::sessions::Sessions;
 use crate::store::Store;
-
-/// Login throttles; `None` where configured off.
-pub struct LoginThrottle {
-    pub per_user: Option<Throttle>,
-    pub per_address: Option<Throttle>,
-}
 
 pub struct Gate {
     pub config: Config,
-    pub tokens: TokenService,
+    /// Verifies every request's token; shared with the sessions, which issue them.
+    pub tokens: Arc<TokenService>,
     pub revocations: RevocationCache,
+    /// For the readiness probe; the sessions hold their own handle.
     pub store: Store,
-    pub passwords: Passwords,
+    pub sessions: Sessions,
     pub metrics: Metrics,
-    pub login_throttle: LoginThrottle,
 }
 
 impl Gate {
     pub fn new(config: Config, store: Store) -> Gate {
+        let tokens = Arc::new(TokenService::new(&config.tokens));
+        let revocations = RevocationCache::default();
+        let metrics = Metrics::default();
+        let sessions = Sessions::new(
+            &config,
+            store.clone(),
+            tokens.clone(),
+            revocations.clone(),
+            metrics.session_counters(),
+        );
         Gate {
-            tokens: TokenService::new(&config.tokens),
-            passwords: Passwords::new(&config.passwords),
-            revocations: RevocationCache::default(),
-            metrics: Metrics::default(),
-            login_throttle: LoginThrottle {
-                per_user: Throttle::new(config.login_limits.per_user, config.login_limits.window),
-                per_address: Throttle::new(
-                    config.login_limits.per_address,
-                    config.login_limits.window,
-                ),
-            },
+            tokens,
+            revocations,
             store,
+            sessions,
+            metrics,
             config,
         }
     }

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::http::body::{Body, full};
 use crate::http::gate::Gate;
+use crate::services::sessions::SessionCounters;
 
 /// One label, with a fixed name and a `'static` value: lookups allocate nothing.
 type Label = [(&'static str, &'static str); 1];
@@ -113,21 +114,17 @@ impl Metrics {
         };
     }
 
-    pub fn login(&self, succeeded: bool) {
-        let result = if succeeded { "succeeded" } else { "failed" };
-        self.logins.get_or_create(&[("result", result)]).inc();
-    }
-
-    pub fn registered(&self) {
-        self.registrations.inc();
-    }
-
-    pub fn refreshed(&self) {
-        self.refreshes.inc();
-    }
-
-    pub fn revoked(&self) {
-        self.revocations.inc();
+    /// Handles onto the counters the sessions service bumps: logins by result, registrations,
+    /// refreshes and revocations.
+    pub fn session_counters(&self) -> SessionCounters {
+        let logins = |result| self.logins.get_or_create(&[("result", result)]).clone();
+        SessionCounters {
+            logins_succeeded: logins("succeeded"),
+            logins_failed: logins("failed"),
+            registrations: self.registrations.clone(),
+            refreshes: self.refreshes.clone(),
+            revocations: self.revocations.clone(),
+        }
     }
 
     pub fn set_revocation_entries(&self, entries: u64) {

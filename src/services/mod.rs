@@ -1,3 +1,5 @@
-//! Work that is neither a rule nor HTTP: password hashing on threads of its own.
+//! What is neither a rule nor HTTP: users and their sessions, and password hashing on threads of
+//! its own. Services return their own errors; the edge turns them into answers.
 
 pub mod password;
+pub mod sessions;

@@ -1,0 +1,639 @@
+//! Users and their sessions: register, log in, refresh, log out, log out everywhere, change the
+//! password. The rules of the flow, with no HTTP in sight: the edge reads the request, hands over
+//! what it said (credentials, a token, verified claims, the client's address), and turns the
+//! result or the `AuthError` into an answer.
+//!
+//! Every revocation is written to the store before it is put in memory, and before the caller
+//! can answer: a logout that was acknowledged is durable.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+
+use crate::config::{Config, LoginLimits};
+use crate::core::accounts;
+use crate::core::revocation::{Revocation, RevocationCache, RevocationKind};
+use crate::core::throttle::Throttle;
+use crate::core::token::{Claims, Subject, TokenError, TokenKind, TokenService, unix_now};
+use crate::services::password::Passwords;
+use crate::store::{Store, StoreError, User};
+
+/// Why a session operation was refused.
+#[derive(Debug)]
+pub enum AuthError {
+    /// The registration's username or password breaks the rules: the rule's message.
+    Invalid(&'static str),
+    UsernameTaken,
+    /// Unknown user, wrong password, or a password changed while this one was being checked.
+    BadCredentials,
+    /// The old password given for a change is wrong.
+    WrongPassword,
+    /// Throttled; try again after this long.
+    Throttled(Duration),
+    /// Too many password hashes waiting already.
+    Busy,
+    /// The token is not one this operation takes.
+    Token(TokenError),
+    /// Revocations are not loaded yet, so no token can be trusted.
+    NotReady,
+    Store(StoreError),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        AuthError::Store(e)
+    }
+}
+
+/// A new session's tokens, or a refreshed pair.
+pub struct TokenPair {
+    pub access: String,
+    pub refresh: String,
+    /// The access token's lifetime, in seconds.
+    pub expires_in: u64,
+    refresh_claims: Claims,
+}
+
+/// What the sessions count, for the edge's metrics: handles onto the metrics' own counters.
+#[derive(Clone, Default)]
+pub struct SessionCounters {
+    pub logins_succeeded: Counter,
+    pub logins_failed: Counter,
+    pub registrations: Counter,
+    pub refreshes: Counter,
+    pub revocations: Counter,
+}
+
+/// Login throttles; `None` where configured off.
+struct LoginThrottle {
+    per_user: Option<Throttle>,
+    per_address: Option<Throttle>,
+}
+
+pub struct Sessions {
+    store: Store,
+    tokens: Arc<TokenService>,
+    revocations: RevocationCache,
+    passwords: Passwords,
+    throttle: LoginThrottle,
+    counters: SessionCounters,
+}
+
+impl Sessions {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        tokens: Arc<TokenService>,
+        revocations: RevocationCache,
+        counters: SessionCounters,
+    ) -> Sessions {
+        let LoginLimits {
+            per_user,
+            per_address,
+            window,
+        } = config.login_limits;
+        Sessions {
+            store,
+            tokens,
+            revocations,
+            passwords: Passwords::new(&config.passwords),
+            throttle: LoginThrottle {
+                per_user: Throttle::new(per_user, window),
+                per_address: Throttle::new(per_address, window),
+            },
+            counters,
+        }
+    }
+
+    /// Creates a user. The name is checked against the rules of `accounts`, and compared in its
+    /// normalised form: `Alice` and `ALICE` are one user.
+    pub async fn register(&self, username: String, password: String) -> Result<User, AuthError> {
+        accounts::validate_username(&username).map_err(AuthError::Invalid)?;
+        accounts::validate_password(&password).map_err(AuthError::Invalid)?;
+        let key = accounts::username_key(&username);
+        // A cheap early answer for a taken name; the unique index still decides under races.
+        if self.store.find_user(&key).await?.is_some() {
+            return Err(AuthError::UsernameTaken);
+        }
+        let password_hash = self
+            .passwords
+            .hash(password)
+            .await
+            .map_err(|_| AuthError::Busy)?;
+        let user = User {
+            id: uuid::Uuid::new_v4().to_string(),
+            username,
+            password_hash,
+        };
+        match self.store.create_user(&user, &key, unix_now()).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(AuthError::UsernameTaken),
+            Err(e) => return Err(e.into()),
+        }
+        self.counters.registrations.inc();
+        tracing::info!(user_id = %user.id, "user registered");
+        Ok(user)
+    }
+
+    /// Counts a login attempt against the client's address, before anything of it is read: every
+    /// attempt counts there, whatever comes of it.
+    pub fn admit_login(&self, client: IpAddr) -> Result<(), AuthError> {
+        if let Some(throttle) = &self.throttle.per_address {
+            let address = client.to_string();
+            throttle.check(&address).map_err(AuthError::Throttled)?;
+            throttle.charge(&address);
+        }
+        Ok(())
+    }
+
+    /// Logs a user in: a new session and its tokens. Only failures count against the username,
+    /// so a user who knows their password is not locked out for long by someone else's guesses.
+    /// An unknown user costs the same hashing as a wrong password, and gets the same answer.
+    pub async fn login(&self, username: &str, password: String) -> Result<TokenPair, AuthError> {
+        let username_key = accounts::username_key(username);
+        // Keyed by name here and by id for a password change: prefixed, so one can never spend
+        // the other's.
+        let throttle_key = format!("name:{username_key}");
+        if let Some(throttle) = &self.throttle.per_user {
+            throttle
+                .check(&throttle_key)
+                .map_err(AuthError::Throttled)?;
+        }
+        // Over-long input is simply a failed login: the same answer as any other.
+        let plausible = password.len() <= accounts::MAX_PASSWORD_BYTES;
+        let user = if plausible && accounts::validate_username(username).is_ok() {
+            self.store.find_user(&username_key).await?
+        } else {
+            None
+        };
+        let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = if plausible { password } else { String::new() };
+        let verified = self
+            .passwords
+            .verify(password, stored_hash)
+            .await
+            .map_err(|_| AuthError::Busy)?;
+        let session = match (verified, user) {
+            (true, Some(user)) => self.create_session(&user).await?,
+            _ => None,
+        };
+        let Some(pair) = session else {
+            self.counters.logins_failed.inc();
+            if let Some(throttle) = &self.throttle.per_user {
+                throttle.charge(&throttle_key);
+            }
+            return Err(AuthError::BadCredentials);
+        };
+        self.counters.logins_succeeded.inc();
+        Ok(pair)
+    }
+
+    /// A new session for `user`, if their password is still the one the login verified (see
+    /// `Store::create_session`); `None` when it changed meanwhile.
+    async fn create_session(&self, user: &User) -> Result<Option<TokenPair>, AuthError> {
+        let sid = uuid::Uuid::new_v4().to_string();
+        let pair = self.issue_pair(&user.id, &user.username, &sid, true);
+        let created = self
+            .store
+            .create_session(
+                &sid,
+                &user.id,
+                &user.password_hash,
+                &pair.refresh_claims.jti,
+                pair.refresh_claims.exp,
+            )
+            .await?;
+        Ok(created.then_some(pair))
+    }
+
+    fn issue_pair(&self, user_id: &str, username: &str, sid: &str, fresh: bool) -> TokenPair {
+        let now = unix_now();
+        let subject = Subject {
+            user_id,
+            username,
+            sid,
+        };
+        let (access, _) = self.tokens.issue(&subject, TokenKind::Access, fresh, now);
+        let (refresh, refresh_claims) = self.tokens.issue(&subject, TokenKind::Refresh, false, now);
+        TokenPair {
+            access,
+            refresh,
+            expires_in: self.tokens.access_ttl(),
+            refresh_claims,
+        }
+    }
+
+    /// Rotates a refresh token: a new pair, and the old refresh token revoked. A refresh token
+    /// that was already rotated can only be a stolen copy presented again: the whole session is
+    /// revoked.
+    pub async fn refresh(&self, token: &str) -> Result<TokenPair, AuthError> {
+        if !self.revocations.is_loaded() {
+            return Err(AuthError::NotReady);
+        }
+        let now = unix_now();
+        let claims = self
+            .tokens
+            .verify_kind(token, TokenKind::Refresh, now)
+            .map_err(AuthError::Token)?;
+        if self.revocations.is_revoked(&claims, now) {
+            // Revoked, of a session that is not: a rotated token, reused.
+            if !self.revocations.is_session_revoked(&claims.sid) {
+                self.revoke_session(&claims).await?;
+                tracing::warn!(user_id = %claims.sub, "rotated refresh token reused: session revoked");
+            }
+            return Err(AuthError::Token(TokenError::Revoked));
+        }
+        let old = Revocation {
+            kind: RevocationKind::Token,
+            key: claims.jti.clone(),
+            expires_at: claims.exp,
+        };
+        let pair = self.issue_pair(&claims.sub, &claims.username, &claims.sid, false);
+        let rotated = self
+            .store
+            .rotate_refresh(
+                &claims.sid,
+                &old,
+                &pair.refresh_claims.jti,
+                pair.refresh_claims.exp,
+            )
+            .await?;
+        if !rotated {
+            self.revoke_session(&claims).await?;
+            tracing::warn!(user_id = %claims.sub, "refresh token reused: session revoked");
+            return Err(AuthError::Token(TokenError::Revoked));
+        }
+        self.revocations.insert(old);
+        self.counters.refreshes.inc();
+        Ok(pair)
+    }
+
+    /// Ends the session of `claims` (an access or a refresh token of it).
+    pub async fn logout(&self, claims: &Claims) -> Result<(), AuthError> {
+        self.revoke_session(claims).await?;
+        tracing::info!(user_id = %claims.sub, "logged out");
+        Ok(())
+    }
+
+    /// Ends every session of the user, this one included: "log out everywhere". Returns how many.
+    pub async fn logout_all(&self, claims: &Claims) -> Result<usize, AuthError> {
+        let revoked = self.revoke_user_sessions(&claims.sub, None, None).await?;
+        tracing::info!(user_id = %claims.sub, sessions = revoked, "logged out everywhere");
+        Ok(revoked)
+    }
+
+    /// Counts a password change against the user before its body is read: wrong old passwords
+    /// are throttled like failed logins.
+    pub fn admit_password_change(&self, claims: &Claims) -> Result<(), AuthError> {
+        if let Some(throttle) = &self.throttle.per_user {
+            throttle
+                .check(&password_throttle_key(claims))
+                .map_err(AuthError::Throttled)?;
+        }
+        Ok(())
+    }
+
+    /// Sets a new password, given the old one, and ends every other session of the user; the
+    /// session asking keeps working. Returns how many sessions were ended.
+    pub async fn change_password(
+        &self,
+        claims: &Claims,
+        old_password: String,
+        new_password: String,
+    ) -> Result<usize, AuthError> {
+        accounts::validate_password(&new_password).map_err(AuthError::Invalid)?;
+        let user = self.store.find_user_by_id(&claims.sub).await?;
+        let stored_hash = user.map(|u| u.password_hash);
+        let old_ok = old_password.len() <= accounts::MAX_PASSWORD_BYTES
+            && self
+                .passwords
+                .verify(old_password, stored_hash)
+                .await
+                .map_err(|_| AuthError::Busy)?;
+        if !old_ok {
+            if let Some(throttle) = &self.throttle.per_user {
+                throttle.charge(&password_throttle_key(claims));
+            }
+            return Err(AuthError::WrongPassword);
+        }
+        let new_hash = self
+            .passwords
+            .hash(new_password)
+            .await
+            .map_err(|_| AuthError::Busy)?;
+        let revoked = self
+            .revoke_user_sessions(&claims.sub, Some(&claims.sid), Some(&new_hash))
+            .await?;
+        tracing::info!(user_id = %claims.sub, sessions = revoked, "password changed");
+        Ok(revoked)
+    }
+
+    /// Writes the session's revocation to the store, then to memory.
+    async fn revoke_session(&self, claims: &Claims) -> Result<(), AuthError> {
+        let revocation = self.store.revoke_session(&claims.sid, claims.exp).await?;
+        self.revocations.insert(revocation);
+        self.counters.revocations.inc();
+        Ok(())
+    }
+
+    /// Store first, then memory, for every live session of the user but `keep_sid`.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep_sid: Option<&str>,
+        new_password_hash: Option<&str>,
+    ) -> Result<usize, AuthError> {
+        let revocations = self
+            .store
+            .revoke_user_sessions(user_id, keep_sid, new_password_hash, unix_now())
+            .await?;
+        let count = revocations.len();
+        for revocation in revocations {
+            self.revocations.insert(revocation);
+            self.counters.revocations.inc();
+        }
+        Ok(count)
+    }
+}
+
+/// The per-user throttle's key for password changes: by id, where logins count by name.
+fn password_throttle_key(claims: &Claims) -> String {
+    format!("id:{}", claims.sub)
+}
+
+/// The session rules, called directly: a real SQLite store in a temporary directory, no server.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWORD: &str = "the first password";
+
+    struct Fixture {
+        sessions: Sessions,
+        tokens: Arc<TokenService>,
+        revocations: RevocationCache,
+        counters: SessionCounters,
+        _dir: tempfile::TempDir,
+    }
+
+    /// Sessions on a fresh store, with `limits` as the `[login_limits]` section.
+    async fn fixture(limits: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(&format!(
+            r#"
+[upstream]
+url = "http://127.0.0.1:9"
+[tokens]
+secret = "sessions-unit-test-secret-0123456789-abcdefghij"
+[store]
+path = "{}"
+[passwords]
+memory_kib = 1024
+iterations = 1
+parallelism = 1
+[login_limits]
+{limits}
+"#,
+            dir.path().join("sessions.db").display()
+        ))
+        .expect("test config is valid");
+        let store = Store::connect(&config.store).unwrap();
+        store.migrate().await.unwrap();
+        let tokens = Arc::new(TokenService::new(&config.tokens));
+        let revocations = RevocationCache::default();
+        revocations.mark_loaded();
+        let counters = SessionCounters::default();
+        let sessions = Sessions::new(
+            &config,
+            store,
+            tokens.clone(),
+            revocations.clone(),
+            counters.clone(),
+        );
+        Fixture {
+            sessions,
+            tokens,
+            revocations,
+            counters,
+            _dir: dir,
+        }
+    }
+
+    impl Fixture {
+        async fn register(&self, name: &str) -> User {
+            self.sessions
+                .register(name.into(), PASSWORD.into())
+                .await
+                .unwrap()
+        }
+
+        async fn login(&self, name: &str) -> TokenPair {
+            self.sessions.login(name, PASSWORD.into()).await.unwrap()
+        }
+
+        fn claims(&self, token: &str) -> Arc<Claims> {
+            self.tokens.verify(token, unix_now()).unwrap()
+        }
+
+        /// Whether a request with this token would be let through now.
+        fn live(&self, token: &str) -> bool {
+            !self.revocations.is_revoked(&self.claims(token), unix_now())
+        }
+    }
+
+    fn revoked<T>(result: Result<T, AuthError>) -> bool {
+        matches!(result, Err(AuthError::Token(TokenError::Revoked)))
+    }
+
+    #[tokio::test]
+    async fn a_refresh_rotates_and_the_rotated_token_presented_again_ends_the_session() {
+        let f = fixture("").await;
+        f.register("alice").await;
+        let first = f.login("alice").await;
+        let second = f.sessions.refresh(&first.refresh).await.unwrap();
+        assert_ne!(second.refresh, first.refresh);
+        assert!(f.live(&second.access));
+        assert_eq!(f.counters.refreshes.get(), 1);
+
+        // The rotated token again: a stolen copy. The whole session goes, the new pair too.
+        assert!(revoked(f.sessions.refresh(&first.refresh).await));
+        assert!(!f.live(&second.access));
+        assert!(revoked(f.sessions.refresh(&second.refresh).await));
+        assert_eq!(f.counters.revocations.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn refresh_takes_only_a_refresh_token_and_only_once_revocations_are_loaded() {
+        let f = fixture("").await;
+        f.register("alice").await;
+        let pair = f.login("alice").await;
+        assert!(matches!(
+            f.sessions.refresh(&pair.access).await,
+            Err(AuthError::Token(TokenError::RefreshRequired))
+        ));
+        assert!(matches!(
+            f.sessions.refresh("not.a.token").await,
+            Err(AuthError::Token(_))
+        ));
+
+        let cold = fixture("").await;
+        cold.register("bob").await;
+        let pair = cold.login("bob").await;
+        let unloaded = RevocationCache::default();
+        let sessions = Sessions {
+            revocations: unloaded,
+            ..cold.sessions
+        };
+        assert!(matches!(
+            sessions.refresh(&pair.refresh).await,
+            Err(AuthError::NotReady)
+        ));
+    }
+
+    #[tokio::test]
+    async fn logout_ends_one_session_and_logout_all_every_session_of_the_user_only() {
+        let f = fixture("").await;
+        f.register("alice").await;
+        f.register("bob").await;
+        let (a1, a2, b) = (
+            f.login("alice").await,
+            f.login("alice").await,
+            f.login("bob").await,
+        );
+
+        f.sessions.logout(&f.claims(&a1.refresh)).await.unwrap();
+        assert!(
+            !f.live(&a1.access),
+            "the access token of a logged-out session"
+        );
+        assert!(revoked(f.sessions.refresh(&a1.refresh).await));
+        assert!(f.live(&a2.access));
+
+        let a3 = f.login("alice").await;
+        assert_eq!(
+            f.sessions.logout_all(&f.claims(&a3.access)).await.unwrap(),
+            2
+        );
+        for pair in [&a2, &a3] {
+            assert!(!f.live(&pair.access));
+        }
+        assert!(f.live(&b.access), "another user's session");
+    }
+
+    #[tokio::test]
+    async fn a_password_change_ends_every_other_session_and_the_old_password() {
+        let f = fixture("").await;
+        f.register("alice").await;
+        let (mine, other) = (f.login("alice").await, f.login("alice").await);
+        let claims = f.claims(&mine.access);
+        let ended = f
+            .sessions
+            .change_password(&claims, PASSWORD.into(), "the second password".into())
+            .await
+            .unwrap();
+        assert_eq!(ended, 1);
+        assert!(f.live(&mine.access), "the session that asked keeps working");
+        assert!(!f.live(&other.access));
+        assert!(matches!(
+            f.sessions.login("alice", PASSWORD.into()).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert!(
+            f.sessions
+                .login("alice", "the second password".into())
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            f.sessions
+                .change_password(&claims, PASSWORD.into(), "a third password".into())
+                .await,
+            Err(AuthError::WrongPassword)
+        ));
+        assert!(matches!(
+            f.sessions
+                .change_password(&claims, "the second password".into(), "short".into())
+                .await,
+            Err(AuthError::Invalid("Password must be at least 8 bytes"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn failed_logins_are_throttled_per_user_and_every_attempt_per_address() {
+        let f = fixture("per_user = 2\nper_address = 3").await;
+        f.register("alice").await;
+        for _ in 0..2 {
+            assert!(matches!(
+                f.sessions.login("alice", "wrong password".into()).await,
+                Err(AuthError::BadCredentials)
+            ));
+        }
+        // Throttled, the right password included; by name, whatever its case.
+        assert!(matches!(
+            f.sessions.login("ALICE", PASSWORD.into()).await,
+            Err(AuthError::Throttled(_))
+        ));
+        assert_eq!(f.counters.logins_failed.get(), 2);
+
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        for _ in 0..3 {
+            f.sessions.admit_login(client).unwrap();
+        }
+        assert!(matches!(
+            f.sessions.admit_login(client),
+            Err(AuthError::Throttled(_))
+        ));
+        assert!(f.sessions.admit_login("192.0.2.8".parse().unwrap()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn wrong_old_passwords_are_throttled_like_failed_logins() {
+        let f = fixture("per_user = 2").await;
+        f.register("alice").await;
+        let claims = f.claims(&f.login("alice").await.access);
+        for _ in 0..2 {
+            f.sessions.admit_password_change(&claims).unwrap();
+            assert!(matches!(
+                f.sessions
+                    .change_password(&claims, "wrong password".into(), "a new password".into())
+                    .await,
+                Err(AuthError::WrongPassword)
+            ));
+        }
+        assert!(matches!(
+            f.sessions.admit_password_change(&claims),
+            Err(AuthError::Throttled(_))
+        ));
+        // Counted by id: the name's allowance for logins is untouched.
+        assert!(f.sessions.login("alice", PASSWORD.into()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn registration_applies_the_rules_and_one_name_is_one_user() {
+        let f = fixture("").await;
+        let user = f.register("Alice").await;
+        assert_eq!(user.username, "Alice");
+        assert_eq!(f.counters.registrations.get(), 1);
+        assert!(matches!(
+            f.sessions.register("ALICE".into(), PASSWORD.into()).await,
+            Err(AuthError::UsernameTaken)
+        ));
+        assert!(matches!(
+            f.sessions.register(" bob ".into(), PASSWORD.into()).await,
+            Err(AuthError::Invalid(
+                "Username must not begin or end with whitespace"
+            ))
+        ));
+        assert!(matches!(
+            f.sessions.register("bob".into(), "short".into()).await,
+            Err(AuthError::Invalid("Password must be at least 8 bytes"))
+        ));
+        // An unknown user fails exactly as a wrong password does.
+        assert!(matches!(
+            f.sessions.login("nobody", PASSWORD.into()).await,
+            Err(AuthError::BadCredentials)
+        ));
+    }
+}
