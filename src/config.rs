@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::core::classify::Layout;
 use crate::core::routes::{Access, RouteRule, RouteTable};
 pub use crate::core::token::{SigningKey, TokenConfig};
 
@@ -386,6 +387,16 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// What classifying a request needs of this configuration.
+    pub fn layout(&self) -> Layout<'_> {
+        Layout {
+            health_path: &self.health_path,
+            ready_path: &self.ready_path,
+            auth_prefix: &self.auth_prefix,
+            routes: &self.routes,
+        }
+    }
+
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)

@@ -27,7 +27,7 @@ mod upstream;
 /// free to change with any commit.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::core::{accounts, headers, revocation, routes, token};
+    pub use crate::core::{accounts, classify, headers, revocation, routes, token};
     pub use crate::http::{auth_body, dispatch, error, proxy};
     pub mod config {
         pub use crate::config::*;

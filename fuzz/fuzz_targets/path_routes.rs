@@ -8,7 +8,8 @@
 use std::sync::LazyLock;
 
 use authgate::Config;
-use authgate::internals::dispatch::{Class, classify, explain};
+use authgate::internals::classify::Class;
+use authgate::internals::dispatch::{classify, explain};
 use authgate::internals::routes::{Access, normalise_path};
 use http::uri::PathAndQuery;
 use http::{Method, Uri};

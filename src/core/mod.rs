@@ -2,6 +2,7 @@
 //! decided here, so that it can be tested, fuzzed and explained without starting anything.
 
 pub mod accounts;
+pub mod classify;
 pub mod endpoint;
 pub mod forwarded;
 pub mod headers;

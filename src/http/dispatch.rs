@@ -13,9 +13,10 @@ use hyper::upgrade::OnUpgrade;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::core::classify::{Class, classify as core_classify, normalise_method};
 use crate::core::endpoint::Endpoint;
 use crate::core::forwarded::Relayed;
-use crate::core::routes::{Access, Decision, normalise_path, query_method_overrides};
+use crate::core::routes::{Access, normalise_path};
 use crate::core::token::{Claims, TokenKind};
 use crate::http::authn::{self, authenticate};
 use crate::http::body::{Body, Outbound};
@@ -26,81 +27,11 @@ use crate::http::idle::{InFlight, Tracked};
 use crate::http::proxy::{Forwarder, Peer, TunnelEnd, Upgrade};
 use crate::upstream::{Outgoing, only_chunked};
 
-/// What a request is, decided from its method and target alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Class {
-    /// Liveness: answered while the process runs, whatever the store does.
-    Health,
-    /// Readiness: store reachable and revocations loaded.
-    Ready,
-    Endpoint(Endpoint),
-    /// For the upstream, at `path_and_query` (normalised path, query as sent), under `decision`.
-    Proxy {
-        path_and_query: String,
-        decision: Decision,
-    },
-}
-
-/// Upper-cases a method that has lower-case letters. Methods are case-sensitive (RFC 9110 §9.1),
-/// but many apps (Werkzeug, for one) upper-case them before routing: `delete` must meet the rules
-/// for `DELETE`, and reach the app as the `DELETE` that the rules decided on.
-pub fn normalise_method(method: &mut Method) {
-    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
-        let upper = method.as_str().to_ascii_uppercase();
-        *method = Method::from_bytes(upper.as_bytes()).expect("an upper-cased token is a method");
-    }
-}
-
-/// Classifies a request: the path is normalised once, and both the rule match and the forwarded
-/// path come from that one string. `method` has been through `normalise_method`.
+/// Classifies a request (see `core::classify`), with the refusal as an answer: what the
+/// property tests, the fuzz targets and `explain` call.
 pub fn classify(config: &Config, method: &Method, uri: &Uri) -> Result<Class, ApiError> {
-    // A tunnel to wherever the target names: never the app's business, and not authgate's.
-    if method == Method::CONNECT {
-        return Err(ApiError::MethodNotAllowed(PROXIED_METHODS));
-    }
-    let path = normalise_path(uri.path()).map_err(ApiError::BadPath)?;
-    let probe = if path == config.health_path {
-        Some(Class::Health)
-    } else if path == config.ready_path {
-        Some(Class::Ready)
-    } else {
-        None
-    };
-    if let Some(probe) = probe {
-        return match *method {
-            Method::GET | Method::HEAD => Ok(probe),
-            _ => Err(ApiError::MethodNotAllowed("GET, HEAD")),
-        };
-    }
-    if let Some(rest) = path.strip_prefix(config.auth_prefix.as_str()) {
-        if let Some(endpoint) = Endpoint::ALL.into_iter().find(|e| e.path() == rest) {
-            return match *method {
-                Method::POST => Ok(Class::Endpoint(endpoint)),
-                _ => Err(ApiError::MethodNotAllowed("POST")),
-            };
-        }
-    }
-    let mut decision = config.routes.decide(method.as_str(), &path);
-    // A method an app may be told to run instead, in the query: the request must be allowed as
-    // that method too, so it meets the stricter of the two rules.
-    for other in uri.query().into_iter().flat_map(query_method_overrides) {
-        let stricter = config.routes.decide(&other, &path);
-        if stricter.access > decision.access {
-            decision = stricter;
-        }
-    }
-    let path_and_query = match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
-    };
-    Ok(Class::Proxy {
-        path_and_query,
-        decision,
-    })
+    core_classify(&config.layout(), method, uri).map_err(ApiError::from)
 }
-
-/// What a `405` for `CONNECT` names as allowed: the methods authgate forwards to an app.
-const PROXIED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Refuses what hyper lets through but a proxy must not: headers too large in total, more than
 /// one `Host` or none on HTTP/1.1 (RFC 9112 §3.2), and a transfer coding other than `chunked`

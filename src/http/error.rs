@@ -3,6 +3,7 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
+use crate::core::classify::Refusal;
 use crate::core::routes::PathError;
 use crate::core::token::TokenError;
 use crate::http::body::{Body, full};
@@ -168,6 +169,15 @@ impl ApiError {
             _ => {}
         }
         response
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::BadPath(e) => ApiError::BadPath(e),
+            Refusal::MethodNotAllowed(allow) => ApiError::MethodNotAllowed(allow),
+        }
     }
 }
 
