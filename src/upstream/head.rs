@@ -1,0 +1,339 @@
+//! An answer's head, parsed by `httparse` as in hyper, and how its body is framed (RFC 9112 §6.3).
+
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode, Version};
+
+use super::UpstreamError;
+use super::body::{Chunk, Framing};
+use super::exchange::Answer;
+use super::request::Outgoing;
+use crate::core::websocket;
+
+/// The most header fields an answer head may have.
+const MAX_HEADERS: usize = 100;
+
+/// Parses an answer head at the start of `read` and takes it out: `None` until it is complete.
+/// Interim answers (`100 Continue`, `103 Early Hints`) are skipped.
+pub(super) fn parse_head(
+    read: &mut BytesMut,
+    outgoing: &Outgoing,
+) -> Result<Option<Answer>, UpstreamError> {
+    loop {
+        let mut fields = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            read,
+            &mut fields,
+        ) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(UpstreamError::Invalid("too many header fields"));
+            }
+            Err(_) => return Err(UpstreamError::Invalid("malformed head")),
+        };
+        let code = parsed.code.unwrap_or_default();
+        let status = StatusCode::from_u16(code)
+            .map_err(|_| UpstreamError::Invalid("status code out of range"))?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            read.advance(length);
+            continue;
+        }
+        let http10 = parsed.version == Some(0);
+        // Where each name and value lies, so that the values can share the head's bytes. (Read
+        // in place, not moved: as 24 spans of four `usize`, moving them cost 200 instructions.)
+        let base = read.as_ptr() as usize;
+        let offset = |field: &[u8]| (field.as_ptr() as usize - base) as u32;
+        let spans: smallvec::SmallVec<[(u32, u32, u32, u32); 24]> = parsed
+            .headers
+            .iter()
+            .map(|field| {
+                let (name, value) = (field.name.as_bytes(), field.value);
+                (
+                    offset(name),
+                    name.len() as u32,
+                    offset(value),
+                    value.len() as u32,
+                )
+            })
+            .collect();
+        let bytes = read.split_to(length).freeze();
+        let mut headers = HeaderMap::with_capacity(spans.len());
+        // Noted on the way, so that most answers need no lookup for them.
+        let (mut coded, mut connection, mut length) = (false, false, Ok(None));
+        for &(name, name_len, value, value_len) in &spans {
+            let (name, value) = (name as usize, value as usize);
+            let (name_len, value_len) = (name_len as usize, value_len as usize);
+            let name = HeaderName::from_bytes(&bytes[name..name + name_len])
+                .map_err(|_| UpstreamError::Invalid("bad header name"))?;
+            coded |= name == header::TRANSFER_ENCODING;
+            connection |= name == header::CONNECTION;
+            if name == header::CONTENT_LENGTH {
+                length = content_length(length, &bytes[value..value + value_len]);
+            }
+            let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len))
+                .map_err(|_| UpstreamError::Invalid("bad header value"))?;
+            headers.append(name, value);
+        }
+
+        let (framing, delimited) = framing(status, &mut headers, coded, length, outgoing)?;
+        let reusable = delimited && !http10 && !(connection && asks_to_close(&headers));
+        let mut head = Response::new(());
+        *head.status_mut() = status;
+        *head.version_mut() = Version::HTTP_11;
+        *head.headers_mut() = headers;
+        return Ok(Some(Answer {
+            head,
+            framing,
+            reusable,
+        }));
+    }
+}
+
+/// How the answer's body ends, and whether that end is clear enough to reuse the connection.
+/// `coded`: whether there is a `Transfer-Encoding` field; `length`: what the `Content-Length`
+/// fields said, if anything, or why they are not to be trusted.
+fn framing(
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    coded: bool,
+    length: Result<Option<u64>, &'static str>,
+    outgoing: &Outgoing,
+) -> Result<(Framing, bool), UpstreamError> {
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // Anything but the completion of the client's own WebSocket handshake would hand the
+        // client a raw connection to the app.
+        return match &outgoing.switch {
+            Some(accept) if websocket::switch_completes(headers, accept) => {
+                Ok((Framing::Upgrade, false))
+            }
+            Some(_) => Err(UpstreamError::Invalid(
+                "101 that does not complete the WebSocket handshake",
+            )),
+            None => Err(UpstreamError::Invalid(
+                "101 to a request that asked for no upgrade",
+            )),
+        };
+    }
+    if outgoing.head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+    {
+        // A body that this answer may not even announce (a 204 with a length or chunks, a 304
+        // with chunks) may still be on its way: the connection is not trusted with another
+        // request, whose answer those bytes would become. A HEAD or 304 answer's length is the
+        // representation's, as RFC 9110 §8.6 allows, and keeps the connection.
+        let impossible = !outgoing.head_only
+            && (coded
+                || (status == StatusCode::NO_CONTENT && !matches!(length, Ok(None | Some(0)))));
+        return Ok((Framing::Done, !impossible));
+    }
+    if coded {
+        // Codings other than chunked would reach the client undone and unannounced, since
+        // Transfer-Encoding is hop-by-hop: refused rather than passed on wrong.
+        if !only_chunked(headers) {
+            return Err(UpstreamError::Invalid("transfer coding other than chunked"));
+        }
+        // Transfer-Encoding wins over Content-Length, which must not reach the client with it.
+        let both = headers.remove(header::CONTENT_LENGTH).is_some();
+        return Ok((Framing::Chunked(Chunk::Size), !both));
+    }
+    match length.map_err(UpstreamError::Invalid)? {
+        Some(0) => Ok((Framing::Done, true)),
+        Some(length) => Ok((Framing::Length(length), true)),
+        None => Ok((Framing::UntilClose, false)),
+    }
+}
+
+/// Whether the `Transfer-Encoding` fields name `chunked` once and no other coding.
+pub fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii);
+    codings
+        .next()
+        .is_some_and(|first| first.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
+}
+
+/// What the `Content-Length` fields before said (`known`), with one more `field`: every value, in
+/// every field, must be the same number. Folded in as the head is read, rather than looked up
+/// after: the lookup was 0.6 % of a proxied request's instructions.
+fn content_length(
+    known: Result<Option<u64>, &'static str>,
+    field: &[u8],
+) -> Result<Option<u64>, &'static str> {
+    let mut length = known?;
+    for value in field.split(|&b| b == b',') {
+        let value = value.trim_ascii();
+        let parsed =
+            (!value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit))
+                .then(|| value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+                .ok_or("bad Content-Length")?;
+        if length.is_some_and(|known| known != parsed) {
+            return Err("conflicting Content-Length values");
+        }
+        length = Some(parsed);
+    }
+    Ok(length)
+}
+
+fn asks_to_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::request::tests::outgoing;
+    use http::Method;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn content_length_values_must_agree() {
+        let length = |fields: &[&str]| {
+            fields
+                .iter()
+                .try_fold(None, |known, field| {
+                    content_length(Ok(known), field.as_bytes())
+                })
+                .ok()
+        };
+        assert_eq!(length(&[]), Some(None));
+        assert_eq!(length(&["42"]), Some(Some(42)));
+        assert_eq!(length(&["7, 7", "7"]), Some(Some(7)));
+        assert_eq!(length(&["7", "8"]), None);
+        assert_eq!(length(&["7", "+7", "7"]), None);
+        assert_eq!(length(&["+7"]), None);
+        assert_eq!(length(&[""]), None);
+        assert_eq!(length(&["99999999999999999999"]), None);
+    }
+
+    #[test]
+    fn the_answer_framing_follows_rfc_9112() {
+        let get = outgoing(Method::GET);
+        let frame = |status: u16, pairs: &[(&str, &str)], request: &Outgoing| {
+            let mut h = headers(pairs);
+            let coded = h.contains_key(header::TRANSFER_ENCODING);
+            let length = h
+                .get_all(header::CONTENT_LENGTH)
+                .iter()
+                .try_fold(None, |known, field| {
+                    content_length(Ok(known), field.as_bytes())
+                });
+            let result = framing(
+                StatusCode::from_u16(status).unwrap(),
+                &mut h,
+                coded,
+                length,
+                request,
+            );
+            result.map(|(framing, reusable)| {
+                let kind = match framing {
+                    Framing::Length(n) => format!("length {n}"),
+                    Framing::Chunked(_) => "chunked".into(),
+                    Framing::UntilClose => "until close".into(),
+                    Framing::Upgrade => "upgrade".into(),
+                    Framing::Done => "done".into(),
+                };
+                (kind, reusable, h.contains_key(header::CONTENT_LENGTH))
+            })
+        };
+        let ok =
+            |kind: &str, reusable, length_kept| Some((kind.to_string(), reusable, length_kept));
+        assert_eq!(
+            frame(200, &[("content-length", "5")], &get).ok(),
+            ok("length 5", true, true)
+        );
+        assert_eq!(
+            frame(200, &[("content-length", "0")], &get).ok(),
+            ok("done", true, true)
+        );
+        assert_eq!(
+            frame(200, &[("transfer-encoding", "chunked")], &get).ok(),
+            ok("chunked", true, false)
+        );
+        assert_eq!(
+            frame(
+                200,
+                &[("transfer-encoding", "chunked"), ("content-length", "5")],
+                &get
+            )
+            .ok(),
+            ok("chunked", false, false),
+        );
+        for coding in ["chunked, gzip", "gzip, chunked", "gzip", "chunked, chunked"] {
+            assert!(
+                frame(200, &[("transfer-encoding", coding)], &get).is_err(),
+                "{coding}"
+            );
+        }
+        assert_eq!(
+            frame(200, &[("transfer-encoding", "Chunked")], &get).ok(),
+            ok("chunked", true, false)
+        );
+        assert_eq!(frame(200, &[], &get).ok(), ok("until close", false, false));
+        assert_eq!(frame(204, &[], &get).ok(), ok("done", true, false));
+        assert_eq!(frame(304, &[], &get).ok(), ok("done", true, false));
+        assert_eq!(
+            frame(304, &[("content-length", "5")], &get).ok(),
+            ok("done", true, true)
+        );
+        assert_eq!(
+            frame(200, &[("content-length", "5")], &outgoing(Method::HEAD)).ok(),
+            ok("done", true, true)
+        );
+        // A body announced where none may be: the connection is not used again.
+        assert_eq!(
+            frame(204, &[("content-length", "5")], &get).ok(),
+            ok("done", false, true)
+        );
+        assert_eq!(
+            frame(204, &[("transfer-encoding", "chunked")], &get).ok(),
+            ok("done", false, false)
+        );
+        assert_eq!(
+            frame(304, &[("transfer-encoding", "chunked")], &get).ok(),
+            ok("done", false, false)
+        );
+        assert!(frame(101, &[], &get).is_err(), "a 101 nobody asked for");
+        let mut handshake = outgoing(Method::GET);
+        handshake.expect_switch(websocket::accept_for(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        let switch = |accept: &str| {
+            frame(
+                101,
+                &[("upgrade", "websocket"), ("sec-websocket-accept", accept)],
+                &handshake,
+            )
+        };
+        assert_eq!(
+            switch("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=").ok(),
+            ok("upgrade", false, false)
+        );
+        assert!(switch("AAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_err());
+        assert!(
+            frame(101, &[("upgrade", "h2c")], &handshake).is_err(),
+            "a 101 to another protocol"
+        );
+        assert!(frame(200, &[("content-length", "5, 6")], &get).is_err());
+    }
+}
