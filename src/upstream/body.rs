@@ -177,7 +177,7 @@ fn next_data(
 
 /// What `decode` made of the bytes read so far.
 #[derive(Debug, PartialEq)]
-enum Decoded {
+pub(super) enum Decoded {
     Data(Bytes),
     End,
     NeedMore,
@@ -185,7 +185,7 @@ enum Decoded {
 
 /// Takes the next piece of body data off the front of `read`, moving `framing` on; never reads
 /// past the body's end, so what follows it stays in `read`.
-fn decode(read: &mut BytesMut, framing: &mut Framing) -> Result<Decoded, UpstreamError> {
+pub(super) fn decode(read: &mut BytesMut, framing: &mut Framing) -> Result<Decoded, UpstreamError> {
     loop {
         match framing {
             Framing::Done | Framing::Upgrade => return Ok(Decoded::End),

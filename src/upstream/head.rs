@@ -336,4 +336,101 @@ mod tests {
         );
         assert!(frame(200, &[("content-length", "5, 6")], &get).is_err());
     }
+
+    /// A well-formed answer as an app may send it: a status, a framing, a body, and whatever the
+    /// app sends after it.
+    fn answer_wire(status: u16, framing: u8, body: &[u8], chunk: usize) -> (Vec<u8>, Vec<u8>) {
+        let bodiless = status == 204 || status == 304;
+        let mut wire = format!("HTTP/1.1 {status} X\r\n").into_bytes();
+        let body: &[u8] = if bodiless { b"" } else { body };
+        match framing % 3 {
+            0 => {
+                wire.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes())
+            }
+            1 if !bodiless => {
+                wire.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+                for piece in body.chunks(chunk.max(1)) {
+                    wire.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                    wire.extend_from_slice(piece);
+                    wire.extend_from_slice(b"\r\n");
+                }
+                wire.extend_from_slice(b"0\r\n\r\n");
+                return (wire, body.to_vec());
+            }
+            _ => wire.extend_from_slice(b"content-length: 0\r\n\r\n"),
+        }
+        let body = if framing % 3 == 0 {
+            body.to_vec()
+        } else {
+            Vec::new()
+        };
+        wire.extend_from_slice(&body);
+        (wire, body)
+    }
+
+    proptest::proptest! {
+        /// Any bytes from the app: the head parser never panics, and when it takes a head it
+        /// takes exactly that, leaving what follows in place for the body's decoder.
+        #[test]
+        fn any_bytes_parse_into_one_head_or_are_refused(
+            wire in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            prefix in 0usize..4,
+        ) {
+            let heads: [&[u8]; 4] = [
+                b"",
+                b"HTTP/1.1 200 OK\r\n",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n",
+            ];
+            let all = [heads[prefix], &wire].concat();
+            let mut read = BytesMut::from(&all[..]);
+            let get = outgoing(Method::GET);
+            if let Ok(Some(_)) = parse_head(&mut read, &get) {
+                proptest::prop_assert!(all.ends_with(&read), "the head took bytes past its end");
+            }
+        }
+
+        /// A well-formed answer followed by anything, arriving in any pieces: exactly its body
+        /// comes out, and what followed is left unread, so the connection is never handed to
+        /// the next request with it (`Idle::put`).
+        #[test]
+        fn one_answer_yields_its_body_and_leaves_what_follows(
+            status in proptest::sample::select(vec![200u16, 201, 204, 304, 404, 500]),
+            framing in 0u8..3,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            chunk in 1usize..64,
+            after in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            cuts in proptest::collection::vec(0usize..1024, 0..6),
+        ) {
+            use super::super::body::{Decoded, decode};
+            let (answer, expected) = answer_wire(status, framing, &body, chunk);
+            let wire = [&answer[..], &after[..]].concat();
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+            points.push(wire.len());
+            points.sort_unstable();
+            let get = outgoing(Method::GET);
+            let (mut read, mut from, mut head, mut data) = (BytesMut::new(), 0, None, Vec::new());
+            let mut ended = false;
+            for to in points {
+                read.extend_from_slice(&wire[from..to]);
+                from = to;
+                if head.is_none() {
+                    head = parse_head(&mut read, &get).expect("a well-formed head");
+                }
+                let Some(Answer { framing, .. }) = head.as_mut() else { continue };
+                loop {
+                    match decode(&mut read, framing).expect("a well-formed body") {
+                        Decoded::Data(piece) => data.extend_from_slice(&piece),
+                        Decoded::End => { ended = true; break; }
+                        Decoded::NeedMore => break,
+                    }
+                }
+                if ended { break; }
+            }
+            proptest::prop_assert!(ended, "the body's end was found");
+            proptest::prop_assert_eq!(data, expected);
+            let left = [&read[..], &wire[from..]].concat();
+            proptest::prop_assert_eq!(left, after, "exactly what followed the answer is left");
+        }
+    }
 }

@@ -114,3 +114,88 @@ impl Idle {
         }
     }
 }
+
+/// What decides whether a connection may carry another user's request, on real loopback sockets.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// A connection to a loopback peer, and the peer's end, to write to it as the app would.
+    async fn pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (app, _) = listener.accept().await.unwrap();
+        let connection = Connection {
+            stream,
+            read: BytesMut::new(),
+            timer: Box::pin(tokio::time::sleep(Duration::from_secs(60))),
+        };
+        (connection, app)
+    }
+
+    fn pool() -> Idle {
+        Idle {
+            connections: Mutex::new(Vec::new()),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Bytes read past an answer's end would be the start of the next user's answer.
+    #[tokio::test]
+    async fn a_connection_with_unread_bytes_never_returns_to_the_pool() {
+        let idle = pool();
+        let (mut connection, _app) = pair().await;
+        connection.read.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        idle.put(connection);
+        assert!(idle.take(Instant::now()).is_none());
+
+        let (clean, _app) = pair().await;
+        idle.put(clean);
+        assert!(idle.take(Instant::now()).is_some());
+    }
+
+    /// Bytes the app sends to an idle connection, or its closing it, make the connection unfit:
+    /// it is dropped when taken, and the next one (or a new one) serves.
+    #[tokio::test]
+    async fn an_idle_connection_the_app_wrote_to_or_closed_is_not_taken() {
+        let idle = pool();
+        let (fine, _fine_app) = pair().await;
+        let (written, mut written_app) = pair().await;
+        let (closed, closed_app) = pair().await;
+        idle.put(fine);
+        idle.put(written);
+        idle.put(closed);
+        written_app
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged")
+            .await
+            .unwrap();
+        drop(closed_app);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Most recently used first: `closed`, then `written`, are passed over for `fine`.
+        let taken = idle.take(Instant::now()).expect("the fit connection");
+        let mut probe = [0u8; 1];
+        assert!(
+            matches!(taken.stream.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock),
+            "the connection taken has nothing unasked in it"
+        );
+        assert!(
+            idle.take(Instant::now()).is_none(),
+            "the unfit ones are gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_timeout_are_not_taken() {
+        let idle = pool();
+        let (connection, _app) = pair().await;
+        idle.put(connection);
+        assert!(
+            idle.take(Instant::now() + Duration::from_secs(61))
+                .is_none()
+        );
+    }
+}
