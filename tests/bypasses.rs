@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -402,12 +401,7 @@ async fn transfer_codings_other_than_chunked_are_refused_both_ways() {
 #[tokio::test]
 async fn http2_cookie_fields_reach_the_app_as_one_line() {
     let s = Setup::new().await;
-    let stream = TcpStream::connect(s.addr()).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut sender = http2_sender(s.addr()).await;
     let request = http::Request::builder()
         .uri("http://gate.test/public/cookies")
         .header("cookie", "a=1")
@@ -669,12 +663,7 @@ async fn client_address_headers_and_forwarded_details_reach_the_app_only_from_a_
 #[tokio::test]
 async fn an_http2_host_that_is_not_the_authority_is_refused() {
     let s = Setup::new().await;
-    let stream = TcpStream::connect(s.addr()).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut sender = http2_sender(s.addr()).await;
     for (uri, host, status) in [
         (
             "http://gate.test/public/x",

@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::process::Process;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -379,12 +378,7 @@ async fn sigterm_closes_open_websockets_and_exits() {
 async fn http2_clients_are_served_with_prior_knowledge() {
     let s = Setup::new().await;
     let (access, _) = s.login("alice").await;
-    let stream = TcpStream::connect(s.addr()).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut sender = http2_sender(s.addr()).await;
     for (target, token, status) in [
         ("/public/h2", None, StatusCode::OK),
         ("/api/h2", Some(&access), StatusCode::OK),

@@ -194,19 +194,25 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     headers.insert(header::COOKIE, joined);
 }
 
+/// A header map of `pairs`, in order, for the core's tests.
+#[cfg(test)]
+pub(crate) fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
+        header_map(pairs)
     }
 
     /// RFC 9110 §7.6.1: `Connection` and the headers it names go, with the fixed hop-by-hop set.

@@ -355,6 +355,19 @@ impl Answer {
     }
 }
 
+/// A fresh HTTP/2 connection to `addr`, with prior knowledge: the sender for its requests.
+pub async fn http2_sender(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
 /// Sends one request over a fresh HTTP/1.1 connection.
 pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Answer {
     let stream = TcpStream::connect(addr).await.unwrap();
