@@ -101,8 +101,7 @@ pub struct Claims {
     pub exp: u64,
     pub iss: String,
     /// `sid` and `jti` as the revocation cache keys them: worked out at a token's first check,
-    /// then kept with its claims in the verified-token cache (two UUID parses were 1 % of a
-    /// proxied request's instructions).
+    /// then kept with its claims in the verified-token cache, so that a request parses no UUID.
     #[serde(skip)]
     pub revocation_keys: OnceLock<[u128; 2]>,
 }

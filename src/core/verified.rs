@@ -5,8 +5,8 @@
 //! A fixed table of slots, each holding one token, found by a hash of the token's signature end
 //! and confirmed by comparing the whole text. A newer token that lands in a taken slot replaces the
 //! one there, which costs that token one more full verification, nothing else. This replaces a
-//! moka cache: its bookkeeping (access order, expiry) was 1.0k of an authenticated request's
-//! 24k instructions (callgrind); a lookup here is a short hash, one uncontended lock and a compare.
+//! moka cache, whose bookkeeping (access order, expiry) was most of a lookup's cost (measured in
+//! BENCHMARKS.md); a lookup here is a short hash, one uncontended lock and a compare.
 
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};

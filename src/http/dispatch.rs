@@ -90,8 +90,8 @@ struct LogFields {
 /// What to do is decided before the returned future is first polled, in `decide`: hyper checks
 /// the connection for its next request as soon as it has handed this one over, and the request's
 /// head (which shares hyper's read buffer) must be gone by then, or hyper replaces the buffer
-/// with a fresh 8 KiB one (700 instructions a request, callgrind). Only waiting is left to the
-/// future: for the upstream, the store, or a password hash.
+/// with a fresh 8 KiB one for every request. Only waiting is left to the future: for the
+/// upstream, the store, or a password hash.
 pub fn handle(
     gate: Arc<Gate>,
     forwarder: Arc<Forwarder>,

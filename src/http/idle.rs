@@ -2,9 +2,9 @@
 //! `server.header_read_timeout` is closed. That covers a client that never finishes its headers
 //! (slowloris) and a keep-alive connection left idle, on HTTP/1.1 and HTTP/2 alike.
 //!
-//! hyper's own header read timeout registers a timer and removes it again for every request, 6 %
-//! of a proxied request's instructions (callgrind). Here a request only counts itself in and out,
-//! and each connection has one timer that is moved on when it fires.
+//! hyper's own header read timeout registers a timer and removes it again for every request (what
+//! that cost: BENCHMARKS.md). Here a request only counts itself in and out, and each connection
+//! has one timer that is moved on when it fires.
 //!
 //! The same wrapper carries the worker's `Stop` to the connection at shutdown.
 
@@ -73,7 +73,7 @@ impl Drop for InFlight {
 
 /// The worker's signal to its connections that it is stopping: each finishes what is in progress
 /// and closes. (hyper-util's `GracefulShutdown` polls a watch channel, taking its lock, every
-/// time a connection wakes: 2 % of a proxied request's instructions, callgrind.)
+/// time a connection wakes; this is a flag read only when the worker has rung.)
 #[derive(Default)]
 pub struct Stop {
     stopped: AtomicBool,
@@ -139,9 +139,8 @@ where
 }
 
 /// A connection's idle timer, polled only when it has fired. tokio's `Sleep` registers the waker
-/// it is given again on every poll, and a connection's task wakes twice a request: 230
-/// instructions a request (callgrind). So the timer gets a waker of its own, which notes that it
-/// fired before it wakes the task.
+/// it is given again on every poll, and a connection's task wakes twice a request. So the timer
+/// gets a waker of its own, which notes that it fired before it wakes the task.
 struct IdleTimer {
     sleep: Pin<Box<tokio::time::Sleep>>,
     fired: Arc<Fired>,

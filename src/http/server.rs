@@ -118,7 +118,7 @@ async fn worker(
     // A connection that opens like an HTTP/1.1 request is served by `http1` alone; one that
     // opens with HTTP/2's preface, or with too little to tell, by `auto`, which reads the first
     // bytes itself and then serves either. (`auto` alone would keep its rewind wrapper on every
-    // read of every connection: 2 % of a proxied request's instructions, callgrind.)
+    // read of every connection.)
     // Both serve HTTP/1.1 the same way:
     // - the header read timeout is `idle`'s, per connection rather than per request;
     // - small answers go out in one write of one buffer rather than a vectored write;

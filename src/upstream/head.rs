@@ -44,8 +44,8 @@ pub(super) fn parse_head(
             continue;
         }
         let http10 = parsed.version == Some(0);
-        // Where each name and value lies, so that the values can share the head's bytes. (Read
-        // in place, not moved: as 24 spans of four `usize`, moving them cost 200 instructions.)
+        // Where each name and value lies, so that the values can share the head's bytes: spans of
+        // `u32`, read in place, since moving a larger array costs more than reading these.
         let base = read.as_ptr() as usize;
         let offset = |field: &[u8]| (field.as_ptr() as usize - base) as u32;
         let spans: smallvec::SmallVec<[(u32, u32, u32, u32); 24]> = parsed
@@ -162,7 +162,7 @@ pub fn only_chunked(headers: &HeaderMap) -> bool {
 
 /// What the `Content-Length` fields before said (`known`), with one more `field`: every value, in
 /// every field, must be the same number. Folded in as the head is read, rather than looked up
-/// after: the lookup was 0.6 % of a proxied request's instructions.
+/// after, so that an answer's fields are gone through once.
 fn content_length(
     known: Result<Option<u64>, &'static str>,
     field: &[u8],

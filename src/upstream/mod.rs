@@ -3,9 +3,9 @@
 //! has been read to the end and nothing about it was out of the ordinary; any other is closed.
 //!
 //! hyper's client gives each connection a task of its own, and hands requests, answers and body
-//! chunks to it through channels: a third of an authenticated request's instructions (callgrind).
-//! Here the request's own task writes the request and reads the answer, and the connection travels
-//! with the answer's body until it is read. Heads are parsed by `httparse`, as in hyper.
+//! chunks to it through channels (what that cost: BENCHMARKS.md, round 3). Here the request's own
+//! task writes the request and reads the answer, and the connection travels with the answer's
+//! body until it is read. Heads are parsed by `httparse`, as in hyper.
 //!
 //! Rules kept for the connection's sake (RFC 9112): an answer's length comes from
 //! `Transfer-Encoding`, then `Content-Length` (every value the same), else it runs until the
