@@ -412,65 +412,125 @@ impl Config {
     }
 
     fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
-        let mut problems = Vec::new();
-        let mut duration = |key: &str, text: &str| match humantime::parse_duration(text) {
-            Ok(d) => d,
-            Err(e) => {
-                problems.push(format!(
-                    "{key} = {text:?}: {e} (write durations like \"15m\", \"2s\", \"30d\")"
-                ));
-                Duration::ZERO
-            }
-        };
-        let header_read_timeout = duration(
-            "server.header_read_timeout",
-            &raw.server.header_read_timeout,
-        );
-        let body_read_timeout = duration("server.body_read_timeout", &raw.server.body_read_timeout);
-        let upstream_timeout = duration("upstream.timeout", &raw.upstream.timeout);
-        let connect_timeout = duration("upstream.connect_timeout", &raw.upstream.connect_timeout);
-        let pool_idle_timeout = duration(
-            "upstream.pool_idle_timeout",
-            &raw.upstream.pool_idle_timeout,
-        );
-        let access_ttl = duration("tokens.access_ttl", &raw.tokens.access_ttl);
-        let refresh_ttl = duration("tokens.refresh_ttl", &raw.tokens.refresh_ttl);
-        let leeway = duration("tokens.leeway", &raw.tokens.leeway);
-        let shutdown_grace = duration("server.shutdown_grace", &raw.server.shutdown_grace);
-        let store_connect_timeout = duration("store.connect_timeout", &raw.store.connect_timeout);
-        let catch_up_interval = duration("store.catch_up_interval", &raw.store.catch_up_interval);
-        let login_window = duration("login_limits.window", &raw.login_limits.window);
-        let hash_max_wait = duration("passwords.max_wait", &raw.passwords.max_wait);
-
-        for (key, d) in [
-            ("server.header_read_timeout", header_read_timeout),
-            ("server.body_read_timeout", body_read_timeout),
-            ("upstream.timeout", upstream_timeout),
-            ("upstream.connect_timeout", connect_timeout),
-            ("tokens.access_ttl", access_ttl),
-            ("tokens.refresh_ttl", refresh_ttl),
-            ("store.connect_timeout", store_connect_timeout),
-            ("store.catch_up_interval", catch_up_interval),
-            ("login_limits.window", login_window),
-            ("passwords.max_wait", hash_max_wait),
-        ] {
-            if d < Duration::from_secs(1) && !problems.iter().any(|p| p.starts_with(key)) {
-                problems.push(format!("{key} must be at least 1s"));
+        let mut problems = Problems::default();
+        let server = raw.server.validate(&mut problems);
+        let upstream = raw.upstream.validate(&mut problems);
+        let tokens = raw.tokens.validate(&mut problems);
+        let (store, catch_up_interval) = raw.store.validate(&mut problems);
+        let identity = raw.identity.validate(&mut problems);
+        let passwords = raw.passwords.validate(&mut problems);
+        let login_limits = raw.login_limits.validate(&mut problems);
+        let metrics_listen = raw.metrics.validate(&mut problems);
+        let log_format = raw.log.validate(&mut problems);
+        let mut rules = Vec::new();
+        for (i, route) in raw.routes.iter().enumerate() {
+            match route_rule(route) {
+                Ok(rule) => rules.push(rule),
+                Err(p) => problems.push(format!("routes[{i}] (path {:?}): {p}", route.path)),
             }
         }
-        if refresh_ttl < access_ttl {
-            problems.push("tokens.refresh_ttl must not be shorter than tokens.access_ttl".into());
+        if !problems.0.is_empty() {
+            return Err(ConfigError(problems.0));
         }
+        Ok(Config {
+            listen: server.listen,
+            auth_prefix: server.auth_prefix,
+            header_read_timeout: server.header_read_timeout,
+            body_read_timeout: server.body_read_timeout,
+            max_connections: server.max_connections,
+            workers: server.workers,
+            max_header_bytes: server.max_header_bytes,
+            max_authorization_header: server.max_authorization_header,
+            max_auth_body: server.max_auth_body,
+            trusted_proxies: server.trusted_proxies,
+            upstream,
+            tokens,
+            store,
+            catch_up_interval,
+            health_path: server.health_path,
+            ready_path: server.ready_path,
+            shutdown_grace: server.shutdown_grace,
+            metrics_listen,
+            log_format,
+            identity,
+            passwords,
+            login_limits,
+            routes: RouteTable::new(rules, server.case_insensitive_routes),
+        })
+    }
+}
 
-        let listen = raw.server.listen.parse().unwrap_or_else(|_| {
+/// Every problem found so far, in every section: all reported at once.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    /// `text` as a duration; `Duration::ZERO` (and a problem) when it is not one.
+    fn duration(&mut self, key: &str, text: &str) -> Duration {
+        humantime::parse_duration(text).unwrap_or_else(|e| {
+            self.push(format!(
+                "{key} = {text:?}: {e} (write durations like \"15m\", \"2s\", \"30d\")"
+            ));
+            Duration::ZERO
+        })
+    }
+
+    /// A duration that must be at least a second: timeouts and lifetimes shorter than that are
+    /// typing mistakes (`"15"` for `"15m"`), not settings.
+    fn at_least_a_second(&mut self, key: &str, text: &str) -> Duration {
+        let parsed = humantime::parse_duration(text);
+        let duration = self.duration(key, text);
+        if parsed.is_ok() && duration < Duration::from_secs(1) {
+            self.push(format!("{key} must be at least 1s"));
+        }
+        duration
+    }
+
+    /// `path` as a probe's path: plain and normalised.
+    fn plain_path(&mut self, key: &str, path: &str) -> String {
+        if !path.starts_with('/')
+            || crate::core::routes::normalise_path(path).as_deref() != Ok(path)
+        {
+            self.push(format!(
+                "server.{key} = {path:?} must be a plain path like \"/healthz\""
+            ));
+        }
+        path.to_string()
+    }
+}
+
+/// `[server]`, validated.
+struct ServerSection {
+    listen: SocketAddr,
+    auth_prefix: String,
+    case_insensitive_routes: bool,
+    header_read_timeout: Duration,
+    body_read_timeout: Duration,
+    max_connections: usize,
+    workers: usize,
+    max_header_bytes: usize,
+    max_authorization_header: usize,
+    max_auth_body: usize,
+    health_path: String,
+    ready_path: String,
+    shutdown_grace: Duration,
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl RawServer {
+    fn validate(self, problems: &mut Problems) -> ServerSection {
+        let listen = self.listen.parse().unwrap_or_else(|_| {
             problems.push(format!(
                 "server.listen = {:?} is not an address like \"127.0.0.1:8080\"",
-                raw.server.listen
+                self.listen
             ));
             SocketAddr::from(([127, 0, 0, 1], 8080))
         });
-
-        let auth_prefix = raw.server.auth_prefix.trim_end_matches('/').to_string();
+        let auth_prefix = self.auth_prefix.trim_end_matches('/').to_string();
         if !auth_prefix.is_empty()
             && (!auth_prefix.starts_with('/')
                 || crate::core::routes::normalise_path(&auth_prefix).as_deref()
@@ -478,23 +538,13 @@ impl Config {
         {
             problems.push(format!(
                 "server.auth_prefix = {:?} must be \"\" or a plain path like \"/auth\"",
-                raw.server.auth_prefix
+                self.auth_prefix
             ));
         }
-        let mut probe_path = |key: &str, path: &str| {
-            if !path.starts_with('/')
-                || crate::core::routes::normalise_path(path).as_deref() != Ok(path)
-            {
-                problems.push(format!(
-                    "server.{key} = {path:?} must be a plain path like \"/healthz\""
-                ));
-            }
-            path.to_string()
-        };
-        let health_path = probe_path("health_path", &raw.server.health_path);
-        let ready_path = probe_path("ready_path", &raw.server.ready_path);
+        let health_path = problems.plain_path("health_path", &self.health_path);
+        let ready_path = problems.plain_path("ready_path", &self.ready_path);
         if health_path == ready_path {
-            problems.push("server.health_path and server.ready_path must differ".into());
+            problems.push("server.health_path and server.ready_path must differ");
         }
         for (key, path) in [("health_path", &health_path), ("ready_path", &ready_path)] {
             let shadowed = crate::core::endpoint::Endpoint::ALL
@@ -507,69 +557,83 @@ impl Config {
                 ));
             }
         }
-
-        let store = store_config(&raw.store, store_connect_timeout).unwrap_or_else(|p| {
-            problems.push(p);
-            StoreConfig::Sqlite {
-                path: PathBuf::new(),
-            }
-        });
-        let metrics_listen = raw.metrics.listen.as_deref().and_then(|text| {
-            text.parse()
-                .map_err(|_| {
-                    problems.push(format!(
-                        "metrics.listen = {text:?} is not an address like \"127.0.0.1:9090\""
-                    ))
-                })
-                .ok()
-        });
-        let log_format = match raw.log.format.as_str() {
-            "human" => LogFormat::Human,
-            "json" => LogFormat::Json,
-            other => {
-                problems.push(format!(
-                    "log.format = {other:?} must be \"human\" or \"json\""
-                ));
-                LogFormat::Human
-            }
-        };
-
-        if raw.server.max_authorization_header < 256 {
-            problems.push("server.max_authorization_header must be at least 256 bytes".into());
+        if self.max_authorization_header < 256 {
+            problems.push("server.max_authorization_header must be at least 256 bytes");
         }
-        if raw.server.max_header_bytes < raw.server.max_authorization_header + 1024 {
+        if self.max_header_bytes < self.max_authorization_header + 1024 {
             problems.push(
-                "server.max_header_bytes must exceed max_authorization_header by at least 1024"
-                    .into(),
+                "server.max_header_bytes must exceed max_authorization_header by at least 1024",
             );
         }
-        if raw.server.max_connections == 0 {
-            problems.push("server.max_connections must be at least 1".into());
+        if self.max_connections == 0 {
+            problems.push("server.max_connections must be at least 1");
         }
-        if raw.server.max_auth_body < 1024 {
-            problems.push("server.max_auth_body must be at least 1024 bytes".into());
+        if self.max_auth_body < 1024 {
+            problems.push("server.max_auth_body must be at least 1024 bytes");
         }
-        let trusted_proxies = raw
-            .server
+        let trusted_proxies = self
             .trusted_proxies
             .iter()
-            .filter_map(|text| match trusted_proxy(text) {
-                Some(network) => Some(network),
-                None => {
+            .filter_map(|text| {
+                let network = trusted_proxy(text);
+                if network.is_none() {
                     problems.push(format!(
                         "server.trusted_proxies: {text:?} is not an IP address or a network such as \"10.0.0.0/8\""
                     ));
-                    None
                 }
+                network
             })
             .collect();
+        ServerSection {
+            listen,
+            auth_prefix,
+            case_insensitive_routes: self.case_insensitive_routes,
+            header_read_timeout: problems
+                .at_least_a_second("server.header_read_timeout", &self.header_read_timeout),
+            body_read_timeout: problems
+                .at_least_a_second("server.body_read_timeout", &self.body_read_timeout),
+            max_connections: self.max_connections,
+            workers: if self.workers == 0 {
+                std::thread::available_parallelism().map_or(2, |n| n.get())
+            } else {
+                self.workers
+            },
+            max_header_bytes: self.max_header_bytes,
+            max_authorization_header: self.max_authorization_header,
+            max_auth_body: self.max_auth_body,
+            health_path,
+            ready_path,
+            shutdown_grace: problems.duration("server.shutdown_grace", &self.shutdown_grace),
+            trusted_proxies,
+        }
+    }
+}
 
-        let upstream_base = parse_upstream(&raw.upstream.url).unwrap_or_else(|p| {
+impl RawUpstream {
+    fn validate(self, problems: &mut Problems) -> UpstreamConfig {
+        let base = parse_upstream(&self.url).unwrap_or_else(|p| {
             problems.push(p);
             http::Uri::from_static("http://127.0.0.1")
         });
+        UpstreamConfig {
+            base,
+            timeout: problems.at_least_a_second("upstream.timeout", &self.timeout),
+            connect_timeout: problems
+                .at_least_a_second("upstream.connect_timeout", &self.connect_timeout),
+            pool_idle_timeout: problems
+                .duration("upstream.pool_idle_timeout", &self.pool_idle_timeout),
+        }
+    }
+}
 
-        let algorithm = match raw.tokens.algorithm.as_str() {
+impl RawTokens {
+    fn validate(self, problems: &mut Problems) -> TokenConfig {
+        let access_ttl = problems.at_least_a_second("tokens.access_ttl", &self.access_ttl);
+        let refresh_ttl = problems.at_least_a_second("tokens.refresh_ttl", &self.refresh_ttl);
+        if refresh_ttl < access_ttl {
+            problems.push("tokens.refresh_ttl must not be shorter than tokens.access_ttl");
+        }
+        let algorithm = match self.algorithm.as_str() {
             "HS256" => jsonwebtoken::Algorithm::HS256,
             "HS384" => jsonwebtoken::Algorithm::HS384,
             "HS512" => jsonwebtoken::Algorithm::HS512,
@@ -580,113 +644,122 @@ impl Config {
                 jsonwebtoken::Algorithm::HS256
             }
         };
-        let keys = match load_keys(&raw.tokens, algorithm) {
-            Ok(keys) => keys,
-            Err(p) => {
-                problems.push(p);
-                Vec::new()
-            }
-        };
-        if raw.tokens.issuer.is_empty() {
-            problems.push("tokens.issuer must not be empty".into());
+        let keys = load_keys(&self, algorithm).unwrap_or_else(|p| {
+            problems.push(p);
+            Vec::new()
+        });
+        if self.issuer.is_empty() {
+            problems.push("tokens.issuer must not be empty");
         }
+        TokenConfig {
+            keys,
+            algorithm,
+            access_ttl,
+            refresh_ttl,
+            leeway: problems.duration("tokens.leeway", &self.leeway),
+            issuer: self.issuer,
+        }
+    }
+}
 
-        let mut header = |key: &str, name: &str| match http::HeaderName::from_bytes(name.as_bytes())
-        {
-            Ok(h) => h,
-            Err(_) => {
+impl RawStore {
+    /// The store, and how often replicas catch up with each other's revocations.
+    fn validate(self, problems: &mut Problems) -> (StoreConfig, Duration) {
+        let connect_timeout =
+            problems.at_least_a_second("store.connect_timeout", &self.connect_timeout);
+        let catch_up_interval =
+            problems.at_least_a_second("store.catch_up_interval", &self.catch_up_interval);
+        let store = store_config(&self, connect_timeout).unwrap_or_else(|p| {
+            problems.push(p);
+            StoreConfig::Sqlite {
+                path: PathBuf::new(),
+            }
+        });
+        (store, catch_up_interval)
+    }
+}
+
+impl RawIdentity {
+    fn validate(self, problems: &mut Problems) -> IdentityConfig {
+        let mut header = |key: &str, name: &str| {
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap_or_else(|_| {
                 problems.push(format!("{key} = {name:?} is not a valid header name"));
                 http::HeaderName::from_static("x-invalid")
-            }
+            })
         };
         let identity = IdentityConfig {
-            user_id_header: header("identity.user_id_header", &raw.identity.user_id_header),
-            username_header: header("identity.username_header", &raw.identity.username_header),
+            user_id_header: header("identity.user_id_header", &self.user_id_header),
+            username_header: header("identity.username_header", &self.username_header),
         };
         if crate::core::headers::header_key(identity.user_id_header.as_str())
             == crate::core::headers::header_key(identity.username_header.as_str())
         {
-            problems
-                .push("identity.user_id_header and identity.username_header must differ".into());
+            problems.push("identity.user_id_header and identity.username_header must differ");
         }
+        identity
+    }
+}
 
-        let p = &raw.passwords;
-        if argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, None).is_err() {
+impl RawPasswords {
+    fn validate(self, problems: &mut Problems) -> PasswordConfig {
+        if argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None).is_err() {
             problems.push(format!(
                 "passwords: memory_kib = {}, iterations = {}, parallelism = {} are not valid argon2 parameters",
-                p.memory_kib, p.iterations, p.parallelism
+                self.memory_kib, self.iterations, self.parallelism
             ));
         }
-        // Half the CPUs by default: a burst of logins must leave the other half to proxied traffic.
-        let max_concurrent_hashes = if p.max_concurrent_hashes == 0 {
-            (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1)
-        } else {
-            p.max_concurrent_hashes
-        };
+        PasswordConfig {
+            memory_kib: self.memory_kib,
+            iterations: self.iterations,
+            parallelism: self.parallelism,
+            // Half the CPUs by default: a burst of logins must leave the other half to proxied
+            // traffic.
+            max_concurrent_hashes: if self.max_concurrent_hashes == 0 {
+                (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1)
+            } else {
+                self.max_concurrent_hashes
+            },
+            max_waiting_hashes: self.max_waiting_hashes,
+            max_wait: problems.at_least_a_second("passwords.max_wait", &self.max_wait),
+        }
+    }
+}
 
-        let mut rules = Vec::new();
-        for (i, route) in raw.routes.iter().enumerate() {
-            match route_rule(route) {
-                Ok(rule) => rules.push(rule),
-                Err(p) => problems.push(format!("routes[{i}] (path {:?}): {p}", route.path)),
+impl RawLoginLimits {
+    fn validate(self, problems: &mut Problems) -> LoginLimits {
+        LoginLimits {
+            per_user: self.per_user,
+            per_address: self.per_address,
+            window: problems.at_least_a_second("login_limits.window", &self.window),
+        }
+    }
+}
+
+impl RawMetrics {
+    fn validate(self, problems: &mut Problems) -> Option<SocketAddr> {
+        let text = self.listen?;
+        text.parse()
+            .map_err(|_| {
+                problems.push(format!(
+                    "metrics.listen = {text:?} is not an address like \"127.0.0.1:9090\""
+                ))
+            })
+            .ok()
+    }
+}
+
+impl RawLog {
+    fn validate(self, problems: &mut Problems) -> LogFormat {
+        match self.format.as_str() {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                problems.push(format!(
+                    "log.format = {other:?} must be \"human\" or \"json\""
+                ));
+                LogFormat::Human
             }
         }
-
-        if !problems.is_empty() {
-            return Err(ConfigError(problems));
-        }
-        Ok(Config {
-            listen,
-            auth_prefix,
-            header_read_timeout,
-            body_read_timeout,
-            max_connections: raw.server.max_connections,
-            workers: if raw.server.workers == 0 {
-                std::thread::available_parallelism().map_or(2, |n| n.get())
-            } else {
-                raw.server.workers
-            },
-            max_header_bytes: raw.server.max_header_bytes,
-            max_authorization_header: raw.server.max_authorization_header,
-            max_auth_body: raw.server.max_auth_body,
-            trusted_proxies,
-            upstream: UpstreamConfig {
-                base: upstream_base,
-                timeout: upstream_timeout,
-                connect_timeout,
-                pool_idle_timeout,
-            },
-            tokens: TokenConfig {
-                keys,
-                algorithm,
-                access_ttl,
-                refresh_ttl,
-                issuer: raw.tokens.issuer,
-                leeway,
-            },
-            store,
-            catch_up_interval,
-            health_path,
-            ready_path,
-            shutdown_grace,
-            metrics_listen,
-            log_format,
-            identity,
-            passwords: PasswordConfig {
-                memory_kib: p.memory_kib,
-                iterations: p.iterations,
-                parallelism: p.parallelism,
-                max_concurrent_hashes,
-                max_waiting_hashes: p.max_waiting_hashes,
-                max_wait: hash_max_wait,
-            },
-            login_limits: LoginLimits {
-                per_user: raw.login_limits.per_user,
-                per_address: raw.login_limits.per_address,
-                window: login_window,
-            },
-            routes: RouteTable::new(rules, raw.server.case_insensitive_routes),
-        })
     }
 }
 
