@@ -402,34 +402,15 @@ mod tests {
             after in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
             cuts in proptest::collection::vec(0usize..1024, 0..6),
         ) {
-            use super::super::body::{Decoded, decode};
             let (answer, expected) = answer_wire(status, framing, &body, chunk);
             let wire = [&answer[..], &after[..]].concat();
-            let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
-            points.push(wire.len());
-            points.sort_unstable();
-            let get = outgoing(Method::GET);
-            let (mut read, mut from, mut head, mut data) = (BytesMut::new(), 0, None, Vec::new());
-            let mut ended = false;
-            for to in points {
-                read.extend_from_slice(&wire[from..to]);
-                from = to;
-                if head.is_none() {
-                    head = parse_head(&mut read, &get).expect("a well-formed head");
-                }
-                let Some(Answer { framing, .. }) = head.as_mut() else { continue };
-                loop {
-                    match decode(&mut read, framing).expect("a well-formed body") {
-                        Decoded::Data(piece) => data.extend_from_slice(&piece),
-                        Decoded::End => { ended = true; break; }
-                        Decoded::NeedMore => break,
-                    }
-                }
-                if ended { break; }
-            }
-            proptest::prop_assert!(ended, "the body's end was found");
+            let read = crate::upstream::read_one_answer(&wire, &cuts, false)
+                .expect("a well-formed answer");
+            let Some((code, data, left)) = read else {
+                return Err(proptest::test_runner::TestCaseError::fail("the body's end was not found"));
+            };
+            proptest::prop_assert_eq!(code, status);
             proptest::prop_assert_eq!(data, expected);
-            let left = [&read[..], &wire[from..]].concat();
             proptest::prop_assert_eq!(left, after, "exactly what followed the answer is left");
         }
     }

@@ -199,3 +199,54 @@ impl Upstream {
         head.map(|()| body)
     }
 }
+
+/// An answer as `read_one_answer` found it: the status, the body, and the bytes left after it.
+#[doc(hidden)]
+pub type ReadAnswer = (u16, Vec<u8>, Vec<u8>);
+
+/// One answer read from `wire` as it arrives in the pieces that `cuts` makes of it, for a GET
+/// (or a HEAD, when `head`): its status, its body, and what was left unread after it; `None`
+/// when `wire` ends first. What the fuzz target and the property tests check the head parser
+/// and the body decoder through, as `exchange` and `UpstreamBody` drive them.
+#[doc(hidden)]
+pub fn read_one_answer(
+    wire: &[u8],
+    cuts: &[usize],
+    head: bool,
+) -> Result<Option<ReadAnswer>, UpstreamError> {
+    let (request, ()) = http::Request::builder()
+        .method(if head {
+            http::Method::HEAD
+        } else {
+            http::Method::GET
+        })
+        .body(())
+        .expect("a method and nothing else")
+        .into_parts();
+    let outgoing = Outgoing::new(&request, "/", None, &[], |_| false);
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    points.push(wire.len());
+    points.sort_unstable();
+    let (mut read, mut from, mut answer, mut data) = (BytesMut::new(), 0, None, Vec::new());
+    for to in points {
+        read.extend_from_slice(&wire[from..to]);
+        from = to;
+        if answer.is_none() {
+            answer = head::parse_head(&mut read, &outgoing)?;
+        }
+        let Some(Answer { head, framing, .. }) = answer.as_mut() else {
+            continue;
+        };
+        loop {
+            match body::decode(&mut read, framing)? {
+                body::Decoded::Data(piece) => data.extend_from_slice(&piece),
+                body::Decoded::End => {
+                    let left = [&read[..], &wire[from..]].concat();
+                    return Ok(Some((head.status().as_u16(), data, left)));
+                }
+                body::Decoded::NeedMore => break,
+            }
+        }
+    }
+    Ok(None)
+}
