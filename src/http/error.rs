@@ -8,6 +8,7 @@ use crate::core::routes::PathError;
 use crate::core::token::TokenError;
 use crate::http::body::{Body, full};
 use crate::services::sessions::AuthError;
+use crate::upstream::UpstreamError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -177,6 +178,20 @@ impl From<Refusal> for ApiError {
         match refusal {
             Refusal::BadPath(e) => ApiError::BadPath(e),
             Refusal::MethodNotAllowed(allow) => ApiError::MethodNotAllowed(allow),
+        }
+    }
+}
+
+/// The app's failures: 504 when it did not answer in time, 502 for everything else (unreachable,
+/// closed, or an answer that breaks HTTP/1.1), logged, since the client learns nothing more.
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> ApiError {
+        match e {
+            UpstreamError::Timeout => ApiError::UpstreamTimeout,
+            e => {
+                tracing::warn!(error = %e, "upstream request failed");
+                ApiError::UpstreamUnavailable
+            }
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::core::websocket;
 use crate::http::authn::all_visible;
 use crate::http::body::{self, Body, Outbound};
 use crate::http::error::ApiError;
-use crate::upstream::{Outgoing, Upstream, UpstreamBody, UpstreamError};
+use crate::upstream::{Outgoing, Upstream, UpstreamBody};
 
 /// The client at the other end of a connection, shared by the connection's requests: its
 /// `X-Forwarded-For` value, made once per connection rather than for every request, and its place
@@ -135,14 +135,7 @@ impl Forwarder {
         outgoing: Outgoing,
         upgrade: Option<Upgrade>,
     ) -> Result<Response<Outbound>, ApiError> {
-        let mut response = match self.upstream.send(outgoing).await {
-            Ok(response) => response,
-            Err(UpstreamError::Timeout) => return Err(ApiError::UpstreamTimeout),
-            Err(e) => {
-                tracing::warn!(error = %e, "upstream request failed");
-                return Err(ApiError::UpstreamUnavailable);
-            }
-        };
+        let mut response = self.upstream.send(outgoing).await?;
         if let (Some(upgrade), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, response.status()) {
             return Ok(join_upgraded(upgrade, response).map(Outbound::Boxed));
         }
