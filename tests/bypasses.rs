@@ -570,6 +570,10 @@ access = "public"
         ("/comments/7;x?a=1;_method=DELETE", StatusCode::BAD_REQUEST),
         ("/comments/7?a=1;_method=DELETE", StatusCode::FORBIDDEN),
         ("/comments/7?_method=PUT", StatusCode::UNAUTHORIZED),
+        // PHP's spellings of the key, which Symfony and Laravel read as `_method`.
+        ("/comments/7?.method=DELETE", StatusCode::FORBIDDEN),
+        ("/comments/7?+_method=DELETE", StatusCode::FORBIDDEN),
+        ("/comments/7?_method%00x=DELETE", StatusCode::FORBIDDEN),
         ("/comments/7?_method=PATCH", StatusCode::OK),
         ("/comments/7?method=DELETE", StatusCode::OK),
     ] {
@@ -602,6 +606,10 @@ async fn client_address_headers_and_forwarded_details_reach_the_app_only_from_a_
         "X-Host",
         "X-HTTP-Host-Override",
         "x_original_host",
+        // PHP reads `.` in a name as `_`, and so as the real header.
+        "X.HTTP.Method.Override",
+        "X.Auth.User.Id",
+        "True.Client.IP",
     ];
     let details = [
         "X-Forwarded-Port",
@@ -661,7 +669,7 @@ async fn client_address_headers_and_forwarded_details_reach_the_app_only_from_a_
 /// in the authority, makes the request malformed (RFC 9113 §8.3.1) rather than letting the app
 /// see a host of the client's choosing.
 #[tokio::test]
-async fn an_http2_host_that_is_not_the_authority_is_refused() {
+async fn a_host_with_user_information_or_other_than_the_authority_is_refused() {
     let s = Setup::new().await;
     let mut sender = http2_sender(s.addr()).await;
     for (uri, host, status) in [
@@ -681,6 +689,13 @@ async fn an_http2_host_that_is_not_the_authority_is_refused() {
             StatusCode::OK,
         ),
         ("http://gate.test/public/x", None, StatusCode::OK),
+        // The second attack on the fixes: user information in a `host` field, on HTTP/2 and
+        // on HTTP/1.1.
+        (
+            "http://gate.test/public/x",
+            Some("user@evil.example"),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let mut builder = http::Request::builder().uri(uri);
         if let Some(host) = host {
@@ -692,11 +707,49 @@ async fn an_http2_host_that_is_not_the_authority_is_refused() {
             .unwrap();
         assert_eq!(response.status(), status, "{uri} with host {host:?}");
     }
+    for host in ["user@evil.example", "a:b@evil.example"] {
+        let raw = format!("GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let answer = send_raw(s.addr(), raw.as_bytes()).await;
+        assert_eq!(raw_status(&answer), 400, "HTTP/1.1 Host {host}: {answer}");
+        assert!(answer.contains("Host must name a host, without user information"));
+    }
     assert!(
         s.upstream
             .seen()
             .iter()
             .all(|x| x.headers.get("host").is_none_or(|h| h == "gate.test"))
     );
+    s.gate.stop().await;
+}
+
+/// The second attack on the fixes sent eight refreshes of one token at once: one got a new pair,
+/// and five got `503 Store unavailable` ("database is locked": SQLite transactions that read
+/// before they wrote). Write transactions now take the lock first and wait their turn: one pair,
+/// the rest refused as reuse, none lost to the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_refreshes_of_one_token_give_one_pair_and_no_store_errors() {
+    let s = Setup::new().await;
+    let (_, refresh) = s.login("alice").await;
+    let addr = s.addr();
+    let tries: Vec<_> = (0..8)
+        .map(|_| {
+            let refresh = refresh.clone();
+            tokio::spawn(async move { post_with_token(addr, "/refresh", &refresh).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    let mut winner = None;
+    for attempt in tries {
+        let r = attempt.await.unwrap();
+        if r.status == StatusCode::OK {
+            winner = Some(r.json()["access_token"].as_str().unwrap().to_string());
+        }
+        statuses.push(r.status.as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401, 401, 401, 401, 401, 401, 401]);
+    // A refresh token used twice is a stolen one: the session goes, the winner's pair with it.
+    let r = get_with_token(addr, "/api/x", &winner.unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     s.gate.stop().await;
 }

@@ -52,25 +52,24 @@ pub const CLIENT_ADDRESSES: [&str; 7] = [
 /// proxy only; from anyone else, a claim about a request that authgate saw itself.
 pub fn is_forwarded_detail(name: &str) -> bool {
     const PREFIX: &[u8] = b"x-forwarded-";
-    name.len() > PREFIX.len()
-        && name
-            .bytes()
-            .zip(PREFIX)
-            .all(|(n, &p)| n.to_ascii_lowercase() == p || (n == b'_' && p == b'-'))
+    name.len() > PREFIX.len() && name.bytes().zip(PREFIX).all(|(n, &p)| fold(n) == p)
 }
 
-/// The form in which two header names mean the same to the app: lower case, `_` as `-`, since
-/// WSGI and CGI read `X_Auth_User_Id` and `X-Auth-User-Id` as one header.
+/// The form in which two header names mean the same to the app: lower case, and any mark that is
+/// not a letter or a digit read as `-`. CGI and WSGI read `X_Auth_User_Id` as `X-Auth-User-Id`,
+/// and PHP reads `X.Auth.User.Id` the same way; what other parsers do with the rest of the marks
+/// a header name may hold (`!#$%&'*+^`|~`) is folded the same way, to be safe.
 pub fn header_key(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b == b'_' {
-                '-'
-            } else {
-                b.to_ascii_lowercase() as char
-            }
-        })
-        .collect()
+    name.bytes().map(|b| fold(b) as char).collect()
+}
+
+/// One byte of a header name as `header_key` reads it.
+fn fold(b: u8) -> u8 {
+    if b.is_ascii_alphanumeric() {
+        b.to_ascii_lowercase()
+    } else {
+        b'-'
+    }
 }
 
 /// Whether any header is hop-by-hop: one look at each name, without hashing, since most
@@ -113,18 +112,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether `name` is `key` once its letters are lower-cased and its `_` read as `-`; compares
-/// in place, since it runs for every header of every request.
+/// Whether `name` is `key` (a `header_key`) once folded as `header_key` folds; compares in place,
+/// since it runs for the fields of every request whose length is a key's.
 fn same_header(name: &str, key: &str) -> bool {
-    name.len() == key.len()
-        && name.bytes().zip(key.bytes()).all(|(n, k)| {
-            let n = if n == b'_' {
-                b'-'
-            } else {
-                n.to_ascii_lowercase()
-            };
-            n == k
-        })
+    name.len() == key.len() && name.bytes().zip(key.bytes()).all(|(n, k)| fold(n) == k)
 }
 
 /// Header names that only authgate may send (identity and forwarding headers, overrides), kept
@@ -318,6 +309,17 @@ mod tests {
 
     #[test]
     fn owned_headers_go_in_any_case_and_with_underscores() {
+        // PHP reads `.` as `_`, and so as `-`: `X.Auth.User.Id` is the same header to it.
+        let php = OwnedHeaders::new(["X-Auth-User-Id", "X-HTTP-Method-Override"]);
+        for name in [
+            "X.Auth.User.Id",
+            "x.http.method.override",
+            "X~Auth~User~Id",
+            "x!auth!user!id",
+        ] {
+            assert!(php.contains(name), "{name}");
+        }
+        assert!(is_forwarded_detail("X.Forwarded.Port"));
         let long = "X-A-Header-Name-Longer-Than-Sixty-Four-Bytes-Which-Some-Deployments-Use";
         let owned = OwnedHeaders::new(["X-Auth-User-Id", long]);
         assert!(owned.contains(&long.to_ascii_lowercase().replace('-', "_")));

@@ -300,17 +300,33 @@ fn wildcard_match<P, T>(
 /// Keys and values are read as those frameworks read them (percent-decoded, `+` as a space, pairs
 /// split at `&` or `;`); a value that is not a method token names no method.
 pub fn query_method_overrides(query: &str) -> impl Iterator<Item = String> + '_ {
-    // Most queries hold neither an underscore nor an escape that could spell one.
-    let may_override = query.bytes().any(|b| b == b'_' || b == b'%');
+    // Most queries hold neither the word nor an escape that could spell it.
+    let may_override = query.contains("method") || query.contains('%');
     query
         .split(['&', ';'])
         .filter(move |_| may_override)
         .filter_map(|pair| {
             let (key, value) = pair.split_once('=')?;
-            (decode_query_part(key) == "_method").then(|| decode_query_part(value))
+            is_method_key(&decode_query_part(key)).then(|| decode_query_part(value))
         })
         .map(|value| value.trim().to_ascii_uppercase())
         .filter(|method| !method.is_empty() && method.bytes().all(is_token_byte))
+}
+
+/// Whether a decoded query key is `_method` to some framework: PHP (and so Symfony and Laravel)
+/// skips a key's leading spaces, reads `.`, ` ` and `[` in it as `_`, and ends it at a NUL, so
+/// `.method`, ` _method` and `_method\0x` are all `_method` there.
+fn is_method_key(key: &str) -> bool {
+    let key = key.trim_start_matches(' ');
+    let key = key.split('\0').next().unwrap_or_default();
+    let as_php = key.bytes().map(|b| {
+        if matches!(b, b'.' | b' ' | b'[') {
+            b'_'
+        } else {
+            b
+        }
+    });
+    as_php.eq(*b"_method")
 }
 
 /// One key or value of a query, as form decoders read it.
@@ -585,6 +601,18 @@ mod tests {
         assert_eq!(overrides("_method=%44ELETE"), ["DELETE"]);
         assert_eq!(overrides("_method=+delete+"), ["DELETE"]);
         assert!(overrides("method=DELETE&x_method=PUT&_methods=PUT").is_empty());
+        // PHP's spellings of the key (the second attack on the fixes found them).
+        for php in [
+            ".method=DELETE",
+            "%2Emethod=delete",
+            "+_method=DELETE",
+            "%20%20_method=DELETE",
+            "_method%00=DELETE",
+            "_method%00anything=DELETE",
+            "[method=DELETE",
+        ] {
+            assert_eq!(overrides(php), ["DELETE"], "{php}");
+        }
         assert!(overrides("_method=&_method=DE%20LETE&_method=%FF").is_empty());
         assert!(overrides("page=2").is_empty());
     }

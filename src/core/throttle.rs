@@ -64,6 +64,32 @@ impl Throttle {
         self.charge_at(key, Instant::now())
     }
 
+    /// Takes one attempt from `key`'s bucket if it has one, in one step: of many requests that
+    /// arrive together, only as many as the bucket holds get through. `Err(wait)` takes nothing.
+    pub fn take(&self, key: &str) -> Result<(), Duration> {
+        self.take_at(key, Instant::now())
+    }
+
+    /// Gives back an attempt `take` took, for an attempt that turned out not to count (a login
+    /// that succeeded); never beyond the bucket's size.
+    pub fn refund(&self, key: &str) {
+        let bucket = self.bucket(key);
+        let mut bucket = bucket.lock().expect("a bucket's lock is never poisoned");
+        bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+    }
+
+    fn take_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let bucket = self.bucket(key);
+        let mut bucket = bucket.lock().expect("a bucket's lock is never poisoned");
+        self.refill(&mut bucket, now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+        }
+    }
+
     fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let bucket = self.bucket(key);
         let mut bucket = bucket.lock().expect("a bucket's lock is never poisoned");
@@ -100,6 +126,38 @@ mod tests {
         assert!(t.check_at("other", start).is_ok(), "keys are separate");
         assert!(t.check_at("k", start + Duration::from_secs(19)).is_err());
         assert!(t.check_at("k", start + Duration::from_secs(20)).is_ok());
+    }
+
+    /// Taken in one step: however many ask at once, no more than the bucket holds get through;
+    /// and what is given back makes room again, up to the bucket's size.
+    #[test]
+    fn take_hands_out_no_more_than_the_bucket_holds_and_refund_gives_back() {
+        let t = Throttle::new(3, Duration::from_secs(60)).unwrap();
+        let start = Instant::now();
+        let taken = std::thread::scope(|scope| {
+            let takers: Vec<_> = (0..16)
+                .map(|_| scope.spawn(|| t.take_at("k", start).is_ok()))
+                .collect();
+            takers
+                .into_iter()
+                .map(|taker| taker.join().unwrap())
+                .filter(|&ok| ok)
+                .count()
+        });
+        assert_eq!(taken, 3);
+        t.refund("k");
+        assert!(t.take_at("k", start).is_ok());
+        assert!(t.take_at("k", start).is_err());
+        for _ in 0..10 {
+            t.refund("other");
+        }
+        for _ in 0..3 {
+            assert!(t.take_at("other", start).is_ok());
+        }
+        assert!(
+            t.take_at("other", start).is_err(),
+            "never beyond the bucket's size"
+        );
     }
 
     #[test]

@@ -40,11 +40,14 @@ pub fn classify(config: &Config, method: &Method, uri: &Uri) -> Result<Class, Ap
 /// reads the chunked body, drops the length and closes the connection afterwards, as RFC 9112
 /// §6.1 asks; and authgate re-frames what it forwards.)
 pub fn vet_message<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(), ApiError> {
-    // One pass for all three, rather than a pass and hashed lookups.
-    let (mut total, mut hosts, mut coded) = (0, 0, false);
+    // One pass for all of it, rather than a pass and hashed lookups.
+    let (mut total, mut hosts, mut host, mut coded) = (0, 0, None, false);
     for (name, value) in request.headers() {
         total += name.as_str().len() + value.len() + 4;
-        hosts += usize::from(name == http::header::HOST);
+        if name == http::header::HOST {
+            hosts += 1;
+            host = Some(value.as_bytes());
+        }
         coded |= name == http::header::TRANSFER_ENCODING;
     }
     if total > max_header_bytes {
@@ -53,22 +56,22 @@ pub fn vet_message<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(
     if hosts > 1 || (hosts == 0 && request.version() == http::Version::HTTP_11) {
         return Err(ApiError::BadHost);
     }
-    // HTTP/2 names the host in `:authority`: a `host` field that names another, or user
-    // information in it, is a malformed request (RFC 9113 §8.3.1), not a second opinion.
-    if request.version() == http::Version::HTTP_2 {
-        if let Some(authority) = request.uri().authority() {
-            let other_host = hosts == 1
-                && request
-                    .headers()
-                    .get(http::header::HOST)
-                    .map(|h| h.as_bytes())
-                    != Some(authority.as_str().as_bytes());
-            if other_host || authority.as_str().contains('@') {
-                return Err(ApiError::BadRequest(
-                    "Host must be the :authority, without user information".into(),
-                ));
-            }
-        }
+    // User information has no place in a Host (RFC 9110 §7.2), and an app that builds links from
+    // it would send people to `user@evil`.
+    let authority = request.uri().authority().map(|a| a.as_str().as_bytes());
+    if host.into_iter().chain(authority).any(|h| h.contains(&b'@')) {
+        return Err(ApiError::BadRequest(
+            "Host must name a host, without user information".into(),
+        ));
+    }
+    // HTTP/2 names the host in `:authority`: a `host` field that names another is a malformed
+    // request (RFC 9113 §8.3.1), not a second opinion.
+    if request.version() == http::Version::HTTP_2
+        && authority.is_some()
+        && host.is_some()
+        && host != authority
+    {
+        return Err(ApiError::BadRequest("Host must be the :authority".into()));
     }
     if coded && !only_chunked(request.headers()) {
         return Err(ApiError::UnsupportedTransferCoding);

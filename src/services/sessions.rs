@@ -149,22 +149,48 @@ impl Sessions {
     }
 
     /// Logs a user in: a new session and its tokens. Only failures count against the username,
-    /// so a user who knows their password is not locked out for long by someone else's guesses.
-    /// An unknown user costs the same hashing as a wrong password, and gets the same answer.
+    /// so a user who knows their password is not locked out for long by someone else's guesses;
+    /// the attempt is taken from the bucket before the password is checked and given back if it
+    /// succeeds, so that logins sent all at once cannot each find the bucket full. An unknown
+    /// user costs the same hashing as a wrong password, and gets the same answer.
     pub async fn login(&self, username: &str, password: String) -> Result<TokenPair, AuthError> {
         let username_key = accounts::username_key(username);
         // Keyed by name here and by id for a password change: prefixed, so one can never spend
         // the other's.
         let throttle_key = format!("name:{username_key}");
         if let Some(throttle) = &self.throttle.per_user {
-            throttle
-                .check(&throttle_key)
-                .map_err(AuthError::Throttled)?;
+            throttle.take(&throttle_key).map_err(AuthError::Throttled)?;
         }
+        let result = self.check_and_open(username, &username_key, password).await;
+        match &result {
+            Ok(_) => {
+                self.counters.logins_succeeded.inc();
+            }
+            Err(AuthError::BadCredentials) => {
+                self.counters.logins_failed.inc();
+            }
+            Err(_) => {}
+        }
+        if let (Some(throttle), false) = (
+            &self.throttle.per_user,
+            matches!(result, Err(AuthError::BadCredentials)),
+        ) {
+            throttle.refund(&throttle_key);
+        }
+        result
+    }
+
+    /// The password check of a login, and its session when it passes.
+    async fn check_and_open(
+        &self,
+        username: &str,
+        username_key: &str,
+        password: String,
+    ) -> Result<TokenPair, AuthError> {
         // Over-long input is simply a failed login: the same answer as any other.
         let plausible = password.len() <= accounts::MAX_PASSWORD_BYTES;
         let user = if plausible && accounts::validate_username(username).is_ok() {
-            self.store.find_user(&username_key).await?
+            self.store.find_user(username_key).await?
         } else {
             None
         };
@@ -179,15 +205,7 @@ impl Sessions {
             (true, Some(user)) => self.create_session(&user).await?,
             _ => None,
         };
-        let Some(pair) = session else {
-            self.counters.logins_failed.inc();
-            if let Some(throttle) = &self.throttle.per_user {
-                throttle.charge(&throttle_key);
-            }
-            return Err(AuthError::BadCredentials);
-        };
-        self.counters.logins_succeeded.inc();
-        Ok(pair)
+        session.ok_or(AuthError::BadCredentials)
     }
 
     /// A new session for `user`, if their password is still the one the login verified (see
@@ -296,7 +314,9 @@ impl Sessions {
     }
 
     /// Sets a new password, given the old one, and ends every other session of the user; the
-    /// session asking keeps working. Returns how many sessions were ended.
+    /// session asking keeps working. Returns how many sessions were ended. As for logins, the
+    /// attempt is taken from the user's bucket before the old password is checked, and given
+    /// back unless it was wrong.
     pub async fn change_password(
         &self,
         claims: &Claims,
@@ -304,6 +324,28 @@ impl Sessions {
         new_password: String,
     ) -> Result<usize, AuthError> {
         accounts::validate_password(&new_password).map_err(AuthError::Invalid)?;
+        let throttle_key = password_throttle_key(claims);
+        if let Some(throttle) = &self.throttle.per_user {
+            throttle.take(&throttle_key).map_err(AuthError::Throttled)?;
+        }
+        let result = self
+            .replace_password(claims, old_password, new_password)
+            .await;
+        if let (Some(throttle), false) = (
+            &self.throttle.per_user,
+            matches!(result, Err(AuthError::WrongPassword)),
+        ) {
+            throttle.refund(&throttle_key);
+        }
+        result
+    }
+
+    async fn replace_password(
+        &self,
+        claims: &Claims,
+        old_password: String,
+        new_password: String,
+    ) -> Result<usize, AuthError> {
         let user = self.store.find_user_by_id(&claims.sub).await?;
         let stored_hash = user.map(|u| u.password_hash);
         let old_ok = old_password.len() <= accounts::MAX_PASSWORD_BYTES
@@ -313,9 +355,6 @@ impl Sessions {
                 .await
                 .map_err(|_| AuthError::Busy)?;
         if !old_ok {
-            if let Some(throttle) = &self.throttle.per_user {
-                throttle.charge(&password_throttle_key(claims));
-            }
             return Err(AuthError::WrongPassword);
         }
         let new_hash = self
@@ -586,6 +625,63 @@ parallelism = 1
             Err(AuthError::Throttled(_))
         ));
         assert!(f.sessions.admit_login("192.0.2.8".parse().unwrap()).is_ok());
+    }
+
+    /// The second attack on the fixes sent 40 wrong logins at once, and all 40 were checked: the
+    /// bucket was read before the hash and charged after. Now no more guesses are checked than
+    /// the bucket holds, and the right password sent with them is throttled too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logins_sent_all_at_once_get_no_more_guesses_than_the_bucket_holds() {
+        let f = fixture("per_user = 3").await;
+        f.register("alice").await;
+        let guesses = (0..20).map(|i| f.sessions.login("alice", format!("wrong guess {i}")));
+        let results = futures_util::future::join_all(guesses).await;
+        let checked = results
+            .iter()
+            .filter(|r| matches!(r, Err(AuthError::BadCredentials)))
+            .count();
+        let throttled = results
+            .iter()
+            .filter(|r| matches!(r, Err(AuthError::Throttled(_))))
+            .count();
+        assert_eq!((checked, throttled), (3, 17));
+        assert!(matches!(
+            f.sessions.login("alice", PASSWORD.into()).await,
+            Err(AuthError::Throttled(_))
+        ));
+
+        {
+            let g = fixture("per_user = 2").await;
+            g.register("bob").await;
+            let claims = g.claims(&g.login("bob").await.access);
+            let changes = (0..10).map(|i| {
+                g.sessions.change_password(
+                    &claims,
+                    format!("wrong old {i}"),
+                    "a new password".into(),
+                )
+            });
+            let results = futures_util::future::join_all(changes).await;
+            let checked = results
+                .iter()
+                .filter(|r| matches!(r, Err(AuthError::WrongPassword)))
+                .count();
+            assert_eq!(checked, 2, "old passwords checked at once");
+        }
+    }
+
+    /// A successful login gives its attempt back: a user who logs in often is never throttled.
+    #[tokio::test]
+    async fn successful_logins_do_not_use_up_the_allowance() {
+        let f = fixture("per_user = 2").await;
+        f.register("alice").await;
+        for _ in 0..5 {
+            f.login("alice").await;
+        }
+        assert!(matches!(
+            f.sessions.login("alice", "wrong password".into()).await,
+            Err(AuthError::BadCredentials)
+        ));
     }
 
     #[tokio::test]

@@ -128,7 +128,10 @@ impl SqliteStore {
         new_jti: &str,
         new_expires_at: u64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the write lock is taken at the start, waiting (busy_timeout) for another
+        // writer to finish. A deferred transaction that reads first and writes later fails at
+        // once with "database is locked" when another connection wrote in between.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let updated = sqlx::query(
             "UPDATE sessions SET refresh_jti = ?, expires_at = MAX(expires_at, ?) \
              WHERE sid = ? AND refresh_jti = ?",
@@ -150,7 +153,7 @@ impl SqliteStore {
     }
 
     pub async fn revoke_session(&self, sid: &str, at_least: u64) -> Result<Revocation, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let session_expiry: Option<i64> =
             sqlx::query_scalar("SELECT expires_at FROM sessions WHERE sid = ?")
                 .bind(sid)
@@ -173,7 +176,7 @@ impl SqliteStore {
         new_password_hash: Option<&str>,
         now: u64,
     ) -> Result<Vec<Revocation>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(hash) = new_password_hash {
             sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
                 .bind(hash)
