@@ -171,13 +171,19 @@ impl Sessions {
             }
             Err(_) => {}
         }
-        if let (Some(throttle), false) = (
-            &self.throttle.per_user,
+        self.settle_attempt(
+            &throttle_key,
             matches!(result, Err(AuthError::BadCredentials)),
-        ) {
-            throttle.refund(&throttle_key);
-        }
+        );
         result
+    }
+
+    /// Gives back the attempt taken from `key`'s bucket, unless it failed on the password: only
+    /// wrong passwords count against a user.
+    fn settle_attempt(&self, key: &str, wrong_password: bool) {
+        if let (Some(throttle), false) = (&self.throttle.per_user, wrong_password) {
+            throttle.refund(key);
+        }
     }
 
     /// The password check of a login, and its session when it passes.
@@ -331,12 +337,10 @@ impl Sessions {
         let result = self
             .replace_password(claims, old_password, new_password)
             .await;
-        if let (Some(throttle), false) = (
-            &self.throttle.per_user,
+        self.settle_attempt(
+            &throttle_key,
             matches!(result, Err(AuthError::WrongPassword)),
-        ) {
-            throttle.refund(&throttle_key);
-        }
+        );
         result
     }
 
