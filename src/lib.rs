@@ -28,7 +28,7 @@ mod upstream;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::core::{accounts, classify, headers, revocation, routes, token};
-    pub use crate::http::{auth_body, dispatch, error, proxy};
+    pub use crate::http::{auth_body, dispatch, error};
     pub mod config {
         pub use crate::config::*;
     }

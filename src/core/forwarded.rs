@@ -15,26 +15,26 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 
 /// Whether `addr` is one of the trusted proxies (an IPv4 address mapped into IPv6, as a
 /// dual-stack listener reports it, counts as the IPv4 address).
-pub fn is_trusted(addr: IpAddr, trusted: &[IpNet]) -> bool {
+pub(crate) fn is_trusted(addr: IpAddr, trusted: &[IpNet]) -> bool {
     let addr = addr.to_canonical();
     trusted.iter().any(|network| network.contains(&addr))
 }
 
 /// What a trusted proxy says of the client it relays a request for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relayed {
+pub(crate) struct Relayed {
     /// The client's address: for the per-address login throttle, and for the app.
-    pub client: IpAddr,
+    pub(crate) client: IpAddr,
     /// `client` as the app's `X-Forwarded-For`: the one address, so an app that believes the last
     /// entry of the list (as behind one proxy) gets the client, not the proxy.
-    pub forwarded_for: String,
+    pub(crate) forwarded_for: String,
     /// The scheme the client used, as the proxy says (`https` where it ended TLS).
-    pub proto: &'static str,
+    pub(crate) proto: &'static str,
 }
 
 impl Relayed {
     /// Reads the forwarding headers of a request from `peer`, which is a trusted proxy.
-    pub fn read(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Relayed {
+    pub(crate) fn read(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Relayed {
         let client = client_address(peer, headers, trusted);
         Relayed {
             client,

@@ -4,11 +4,11 @@
 pub mod accounts;
 pub mod classify;
 pub mod endpoint;
-pub mod forwarded;
+pub(crate) mod forwarded;
 pub mod headers;
 pub mod revocation;
 pub mod routes;
-pub mod throttle;
+pub(crate) mod throttle;
 pub mod token;
-pub mod verified;
-pub mod websocket;
+pub(crate) mod verified;
+pub(crate) mod websocket;

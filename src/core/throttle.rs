@@ -14,7 +14,7 @@ struct Bucket {
 }
 
 #[derive(Clone)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     buckets: Cache<String, Arc<Mutex<Bucket>>>,
     burst: f64,
     /// Tokens added per second.
@@ -23,7 +23,7 @@ pub struct Throttle {
 
 impl Throttle {
     /// `None` when `burst` is 0 (throttling off).
-    pub fn new(burst: u32, window: Duration) -> Option<Throttle> {
+    pub(crate) fn new(burst: u32, window: Duration) -> Option<Throttle> {
         if burst == 0 {
             return None;
         }
@@ -55,24 +55,24 @@ impl Throttle {
     }
 
     /// `Err(wait)` when `key` has no attempt left; takes nothing.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
+    pub(crate) fn check(&self, key: &str) -> Result<(), Duration> {
         self.check_at(key, Instant::now())
     }
 
     /// Takes one attempt from `key`'s bucket (it may go empty; never below zero).
-    pub fn charge(&self, key: &str) {
+    pub(crate) fn charge(&self, key: &str) {
         self.charge_at(key, Instant::now())
     }
 
     /// Takes one attempt from `key`'s bucket if it has one, in one step: of many requests that
     /// arrive together, only as many as the bucket holds get through. `Err(wait)` takes nothing.
-    pub fn take(&self, key: &str) -> Result<(), Duration> {
+    pub(crate) fn take(&self, key: &str) -> Result<(), Duration> {
         self.take_at(key, Instant::now())
     }
 
     /// Gives back an attempt `take` took, for an attempt that turned out not to count (a login
     /// that succeeded); never beyond the bucket's size.
-    pub fn refund(&self, key: &str) {
+    pub(crate) fn refund(&self, key: &str) {
         let bucket = self.bucket(key);
         let mut bucket = bucket.lock().expect("a bucket's lock is never poisoned");
         bucket.tokens = (bucket.tokens + 1.0).min(self.burst);

@@ -19,7 +19,7 @@ const SLOTS: usize = 4096;
 /// two tokens however alike their claims.
 const HASHED_TAIL: usize = 16;
 
-pub struct VerifiedTokens {
+pub(crate) struct VerifiedTokens {
     slots: Box<[Mutex<Option<Entry>>]>,
     /// Seeded per process, so where a token lands cannot be worked out from outside.
     hasher: foldhash::fast::RandomState,
@@ -41,7 +41,7 @@ impl Default for VerifiedTokens {
 
 impl VerifiedTokens {
     /// The claims `token` had when it was verified, if it is remembered.
-    pub fn get(&self, token: &str) -> Option<Arc<Claims>> {
+    pub(crate) fn get(&self, token: &str) -> Option<Arc<Claims>> {
         let slot = self.slot(token).lock().unwrap_or_else(|e| e.into_inner());
         match &*slot {
             Some(entry) if *entry.token == *token => Some(entry.claims.clone()),
@@ -50,7 +50,7 @@ impl VerifiedTokens {
     }
 
     /// Remembers `token`, verified, with its claims.
-    pub fn insert(&self, token: &str, claims: Arc<Claims>) {
+    pub(crate) fn insert(&self, token: &str, claims: Arc<Claims>) {
         let entry = Entry {
             token: token.into(),
             claims,

@@ -13,7 +13,7 @@ use http::{Method, Version};
 use sha1::{Digest, Sha1};
 
 /// What a genuine answer's `Sec-WebSocket-Accept` holds: 20 bytes of SHA-1, in base64.
-pub type Accept = [u8; 28];
+pub(crate) type Accept = [u8; 28];
 
 /// The value RFC 6455 §1.3 appends to the key before hashing it.
 const KEY_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -23,7 +23,11 @@ const KEY_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// `upgrade`, `Upgrade: websocket` and nothing else, one `Sec-WebSocket-Key` that is 16 bytes in
 /// base64, and `Sec-WebSocket-Version: 13`. `None` for anything else, which is then forwarded as
 /// an ordinary request.
-pub fn handshake_accept(method: &Method, version: Version, headers: &HeaderMap) -> Option<Accept> {
+pub(crate) fn handshake_accept(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+) -> Option<Accept> {
     if method != Method::GET || version != Version::HTTP_11 {
         return None;
     }
@@ -47,7 +51,7 @@ pub fn handshake_accept(method: &Method, version: Version, headers: &HeaderMap) 
 }
 
 /// `base64(SHA-1(key ++ GUID))`, as RFC 6455 §4.2.2 defines the accept value.
-pub fn accept_for(key: &[u8]) -> Accept {
+pub(crate) fn accept_for(key: &[u8]) -> Accept {
     let digest = Sha1::new()
         .chain_update(key)
         .chain_update(KEY_GUID)
@@ -62,7 +66,7 @@ pub fn accept_for(key: &[u8]) -> Accept {
 
 /// Whether a `101`'s headers complete the handshake whose accept value is `expected`: it switches
 /// to `websocket`, and its one `Sec-WebSocket-Accept` is the expected one.
-pub fn switch_completes(headers: &HeaderMap, expected: &Accept) -> bool {
+pub(crate) fn switch_completes(headers: &HeaderMap, expected: &Accept) -> bool {
     let websocket = only(headers, header::UPGRADE)
         .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"));
     let accepted = only(headers, header::SEC_WEBSOCKET_ACCEPT)

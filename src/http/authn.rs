@@ -15,7 +15,7 @@ use crate::http::gate::Gate;
 /// Extracts the JWT from `Authorization: Bearer <JWT>`, with Flask-JWT-Extended's messages: the
 /// value must be visible ASCII, the scheme `Bearer` in any case (RFC 9110 §11.1), then one token.
 /// It works on bytes in passes that vectorise, since it runs on every protected request.
-pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, ApiError> {
+pub(crate) fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, ApiError> {
     // A look at each name rather than a hashed lookup: cheaper for a head's few fields.
     let mut values = headers
         .iter()
@@ -76,7 +76,7 @@ pub(crate) fn all_visible(bytes: &[u8]) -> bool {
 
 /// The claims of a valid, unrevoked token of `kind` (`None`: either kind) from `headers`. Until
 /// every revocation is loaded no token is trusted: the answer is 503, never a forward.
-pub fn authenticate(
+pub(crate) fn authenticate(
     gate: &Gate,
     headers: &HeaderMap,
     kind: Option<TokenKind>,
@@ -100,7 +100,7 @@ pub fn authenticate(
 /// Resolves once `claims` no longer admit their holder: when they expire, or within a second of
 /// their revocation reaching this replica. A WebSocket tunnel lasts no longer than its token, as
 /// a request would not be let through on it: logout really ends it.
-pub async fn until_invalid(gate: Arc<Gate>, claims: Arc<Claims>) {
+pub(crate) async fn until_invalid(gate: Arc<Gate>, claims: Arc<Claims>) {
     let valid_until = claims
         .exp
         .saturating_add(gate.config.tokens.leeway.as_secs());

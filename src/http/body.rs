@@ -9,11 +9,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
 
 use crate::upstream::UpstreamBody;
-pub use crate::upstream::{Body, BoxError};
+pub(crate) use crate::upstream::{Body, BoxError};
 
 /// An answer's body: the upstream's, as it is (most answers), or any other, boxed. Not boxing the
 /// upstream's saves an allocation and two indirect calls per proxied request.
-pub enum Outbound {
+pub(crate) enum Outbound {
     Upstream(UpstreamBody),
     Boxed(Body),
 }
@@ -48,14 +48,14 @@ impl hyper::body::Body for Outbound {
 }
 
 /// A complete body from bytes we produced ourselves.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
 }
 
 /// A streamed body (a client's request or the upstream's answer), passed on chunk by chunk.
-pub fn stream<B>(body: B) -> Body
+pub(crate) fn stream<B>(body: B) -> Body
 where
     B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -65,13 +65,13 @@ where
 
 /// Why a body could not be read whole.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     TooLarge,
     Io,
 }
 
 /// Reads a request body of at most `limit` bytes; reading stops as soon as the limit is passed.
-pub async fn read_limited(incoming: Incoming, limit: usize) -> Result<Bytes, ReadError> {
+pub(crate) async fn read_limited(incoming: Incoming, limit: usize) -> Result<Bytes, ReadError> {
     match Limited::new(incoming, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadError::TooLarge),

@@ -95,7 +95,7 @@ struct LogFields {
 /// head (which shares hyper's read buffer) must be gone by then, or hyper replaces the buffer
 /// with a fresh 8 KiB one for every request. Only waiting is left to the future: for the
 /// upstream, the store, or a password hash.
-pub fn handle(
+pub(crate) fn handle(
     gate: Arc<Gate>,
     forwarder: Arc<Forwarder>,
     request: Request<Incoming>,

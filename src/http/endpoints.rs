@@ -17,7 +17,7 @@ use crate::http::error::{ApiError, json_response};
 use crate::http::gate::Gate;
 use crate::services::sessions::TokenPair;
 
-pub async fn answer(
+pub(crate) async fn answer(
     gate: &Gate,
     endpoint: Endpoint,
     request: Request<Incoming>,

@@ -9,19 +9,19 @@ use crate::http::metrics::Metrics;
 use crate::services::sessions::Sessions;
 use crate::store::Store;
 
-pub struct Gate {
-    pub config: Config,
+pub(crate) struct Gate {
+    pub(crate) config: Config,
     /// Verifies every request's token; shared with the sessions, which issue them.
-    pub tokens: Arc<TokenService>,
-    pub revocations: RevocationCache,
+    pub(crate) tokens: Arc<TokenService>,
+    pub(crate) revocations: RevocationCache,
     /// For the readiness probe; the sessions hold their own handle.
-    pub store: Store,
-    pub sessions: Sessions,
-    pub metrics: Metrics,
+    pub(crate) store: Store,
+    pub(crate) sessions: Sessions,
+    pub(crate) metrics: Metrics,
 }
 
 impl Gate {
-    pub fn new(config: Config, store: Store) -> Gate {
+    pub(crate) fn new(config: Config, store: Store) -> Gate {
         let tokens = Arc::new(TokenService::new(&config.tokens));
         let revocations = RevocationCache::default();
         let metrics = Metrics::default();
@@ -42,7 +42,7 @@ impl Gate {
         }
     }
 
-    pub fn revocations_loaded(&self) -> bool {
+    pub(crate) fn revocations_loaded(&self) -> bool {
         self.revocations.is_loaded()
     }
 }

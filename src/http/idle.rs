@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::http::body::{BoxError, Outbound};
 
 /// Whether a connection has requests in progress, and since when it has had none.
-pub struct Activity {
+pub(crate) struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
     /// Milliseconds from `opened` to the end of the last request.
@@ -30,7 +30,7 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn new() -> Arc<Activity> {
+    pub(crate) fn new() -> Arc<Activity> {
         Arc::new(Activity {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -51,10 +51,10 @@ impl Activity {
 
 /// One request in progress: from the moment hyper hands it over until its answer's body has been
 /// written (or dropped), since a long answer is activity too.
-pub struct InFlight(Arc<Activity>);
+pub(crate) struct InFlight(Arc<Activity>);
 
 impl InFlight {
-    pub fn start(activity: &Arc<Activity>) -> InFlight {
+    pub(crate) fn start(activity: &Arc<Activity>) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(activity.clone())
     }
@@ -75,13 +75,13 @@ impl Drop for InFlight {
 /// and closes. (hyper-util's `GracefulShutdown` polls a watch channel, taking its lock, every
 /// time a connection wakes; this is a flag read only when the worker has rung.)
 #[derive(Default)]
-pub struct Stop {
+pub(crate) struct Stop {
     stopped: AtomicBool,
     notify: Notify,
 }
 
 impl Stop {
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
         self.notify.notify_waiters();
     }
@@ -89,7 +89,7 @@ impl Stop {
     /// Ready once `stop` has been called. The task's waker is registered on the first poll only:
     /// a connection runs as one spawned task, whose waker never changes, so later polls need only
     /// read the flag.
-    pub fn stopped(&self) -> impl Future<Output = ()> + '_ {
+    pub(crate) fn stopped(&self) -> impl Future<Output = ()> + '_ {
         // Made before the flag is read, so a `stop` after that read still wakes it.
         let mut notified = Box::pin(self.notify.notified());
         let mut registered = false;
@@ -110,7 +110,7 @@ impl Stop {
 /// in progress for `limit` (`None`); then it is dropped, which closes it. When `stop` comes,
 /// `finish` is called on it once (hyper's graceful shutdown: no new requests, those in progress
 /// complete) and it runs on to its end.
-pub async fn serve<F, T>(
+pub(crate) async fn serve<F, T>(
     connection: F,
     activity: Arc<Activity>,
     limit: Duration,
@@ -218,14 +218,14 @@ impl IdleTimer {
 }
 
 /// An answer's body, with its request counted in progress until the body is dropped.
-pub struct Tracked {
+pub(crate) struct Tracked {
     body: Outbound,
     /// Held for its `Drop`.
     _in_flight: InFlight,
 }
 
 impl Tracked {
-    pub fn new(body: Outbound, in_flight: InFlight) -> Tracked {
+    pub(crate) fn new(body: Outbound, in_flight: InFlight) -> Tracked {
         Tracked {
             body,
             _in_flight: in_flight,

@@ -24,7 +24,7 @@ use crate::services::sessions::SessionCounters;
 /// One label, with a fixed name and a `'static` value: lookups allocate nothing.
 type Label = [(&'static str, &'static str); 1];
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<Label, Counter>,
     /// The counter almost every request bumps, held directly rather than looked up each time.
@@ -94,7 +94,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn request(&self, outcome: &'static str, seconds: f64) {
+    pub(crate) fn request(&self, outcome: &'static str, seconds: f64) {
         if outcome == "forwarded" {
             self.forwarded.inc();
         } else {
@@ -116,7 +116,7 @@ impl Metrics {
 
     /// Handles onto the counters the sessions service bumps: logins by result, registrations,
     /// refreshes and revocations.
-    pub fn session_counters(&self) -> SessionCounters {
+    pub(crate) fn session_counters(&self) -> SessionCounters {
         let logins = |result| self.logins.get_or_create(&[("result", result)]).clone();
         SessionCounters {
             logins_succeeded: logins("succeeded"),
@@ -127,12 +127,12 @@ impl Metrics {
         }
     }
 
-    pub fn set_revocation_entries(&self, entries: u64) {
+    pub(crate) fn set_revocation_entries(&self, entries: u64) {
         self.revocation_entries.set(entries as i64);
     }
 
     /// The text exposition of every metric.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -140,7 +140,11 @@ impl Metrics {
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    gate: Arc<Gate>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {

@@ -3,13 +3,13 @@
 //! `proxy` (forward) or `endpoints` (answer).
 
 pub mod auth_body;
-pub mod authn;
-pub mod body;
+pub(crate) mod authn;
+pub(crate) mod body;
 pub mod dispatch;
-pub mod endpoints;
+pub(crate) mod endpoints;
 pub mod error;
-pub mod gate;
-pub mod idle;
-pub mod metrics;
-pub mod proxy;
-pub mod server;
+pub(crate) mod gate;
+pub(crate) mod idle;
+pub(crate) mod metrics;
+pub(crate) mod proxy;
+pub(crate) mod server;

@@ -29,7 +29,11 @@ struct Accepted {
     permit: OwnedSemaphorePermit,
 }
 
-pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    gate: Arc<Gate>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop, stopping) = watch::channel(false);
     let mut workers = Vec::new();
     let mut finished = Vec::new();

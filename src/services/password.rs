@@ -17,7 +17,7 @@ use crate::config::PasswordConfig;
 type Job = Box<dyn FnOnce() + Send>;
 
 #[derive(Clone)]
-pub struct Passwords {
+pub(crate) struct Passwords {
     argon2: Argon2<'static>,
     /// The line to the hashing threads: `max_waiting_hashes` places. When it is full, callers are
     /// turned away at once rather than queueing without bound. The threads end with the last sender.
@@ -30,7 +30,7 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    pub fn new(config: &PasswordConfig) -> Passwords {
+    pub(crate) fn new(config: &PasswordConfig) -> Passwords {
         let params = Params::new(
             config.memory_kib,
             config.iterations,
@@ -60,7 +60,7 @@ impl Passwords {
 
     /// Hashes `password` into a PHC string (algorithm, parameters and salt included); `Err(Busy)`
     /// when too many hashes are in line already.
-    pub async fn hash(&self, password: String) -> Result<String, Busy> {
+    pub(crate) async fn hash(&self, password: String) -> Result<String, Busy> {
         let argon2 = self.argon2.clone();
         self.run_blocking(move || hash_with(&argon2, password.as_bytes()))
             .await
@@ -68,7 +68,11 @@ impl Passwords {
 
     /// Checks `password` against `stored`, or against the dummy hash when there is no user, so both
     /// cases take the same time. Returns false for the dummy; `Err(Busy)` as for `hash`.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, Busy> {
+    pub(crate) async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, Busy> {
         let argon2 = self.argon2.clone();
         let is_real = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
@@ -117,7 +121,7 @@ impl Passwords {
 
 /// Too many password hashes in line.
 #[derive(Debug)]
-pub struct Busy;
+pub(crate) struct Busy;
 
 /// One hashing thread: at the lowest priority, it takes jobs from the line until the line closes.
 fn hashing_thread(jobs: &Mutex<Receiver<Job>>) {

@@ -22,7 +22,7 @@ use crate::store::{Store, StoreError, User};
 
 /// Why a session operation was refused.
 #[derive(Debug)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// The registration's username or password breaks the rules: the rule's message.
     Invalid(&'static str),
     UsernameTaken,
@@ -48,22 +48,22 @@ impl From<StoreError> for AuthError {
 }
 
 /// A new session's tokens, or a refreshed pair.
-pub struct TokenPair {
-    pub access: String,
-    pub refresh: String,
+pub(crate) struct TokenPair {
+    pub(crate) access: String,
+    pub(crate) refresh: String,
     /// The access token's lifetime, in seconds.
-    pub expires_in: u64,
+    pub(crate) expires_in: u64,
     refresh_claims: Claims,
 }
 
 /// What the sessions count, for the edge's metrics: handles onto the metrics' own counters.
 #[derive(Clone, Default)]
-pub struct SessionCounters {
-    pub logins_succeeded: Counter,
-    pub logins_failed: Counter,
-    pub registrations: Counter,
-    pub refreshes: Counter,
-    pub revocations: Counter,
+pub(crate) struct SessionCounters {
+    pub(crate) logins_succeeded: Counter,
+    pub(crate) logins_failed: Counter,
+    pub(crate) registrations: Counter,
+    pub(crate) refreshes: Counter,
+    pub(crate) revocations: Counter,
 }
 
 /// Login throttles; `None` where configured off.
@@ -72,7 +72,7 @@ struct LoginThrottle {
     per_address: Option<Throttle>,
 }
 
-pub struct Sessions {
+pub(crate) struct Sessions {
     store: Store,
     tokens: Arc<TokenService>,
     revocations: RevocationCache,
@@ -82,7 +82,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         store: Store,
         tokens: Arc<TokenService>,
@@ -109,7 +109,11 @@ impl Sessions {
 
     /// Creates a user. The name is checked against the rules of `accounts`, and compared in its
     /// normalised form: `Alice` and `ALICE` are one user.
-    pub async fn register(&self, username: String, password: String) -> Result<User, AuthError> {
+    pub(crate) async fn register(
+        &self,
+        username: String,
+        password: String,
+    ) -> Result<User, AuthError> {
         accounts::validate_username(&username).map_err(AuthError::Invalid)?;
         accounts::validate_password(&password).map_err(AuthError::Invalid)?;
         let key = accounts::username_key(&username);
@@ -139,7 +143,7 @@ impl Sessions {
 
     /// Counts a login attempt against the client's address, before anything of it is read: every
     /// attempt counts there, whatever comes of it.
-    pub fn admit_login(&self, client: IpAddr) -> Result<(), AuthError> {
+    pub(crate) fn admit_login(&self, client: IpAddr) -> Result<(), AuthError> {
         if let Some(throttle) = &self.throttle.per_address {
             let address = client.to_string();
             throttle.check(&address).map_err(AuthError::Throttled)?;
@@ -153,7 +157,11 @@ impl Sessions {
     /// the attempt is taken from the bucket before the password is checked and given back if it
     /// succeeds, so that logins sent all at once cannot each find the bucket full. An unknown
     /// user costs the same hashing as a wrong password, and gets the same answer.
-    pub async fn login(&self, username: &str, password: String) -> Result<TokenPair, AuthError> {
+    pub(crate) async fn login(
+        &self,
+        username: &str,
+        password: String,
+    ) -> Result<TokenPair, AuthError> {
         let username_key = accounts::username_key(username);
         // Keyed by name here and by id for a password change: prefixed, so one can never spend
         // the other's.
@@ -252,7 +260,7 @@ impl Sessions {
     /// Rotates a refresh token: a new pair, and the old refresh token revoked. A refresh token
     /// that was already rotated can only be a stolen copy presented again: the whole session is
     /// revoked.
-    pub async fn refresh(&self, token: &str) -> Result<TokenPair, AuthError> {
+    pub(crate) async fn refresh(&self, token: &str) -> Result<TokenPair, AuthError> {
         if !self.revocations.is_loaded() {
             return Err(AuthError::NotReady);
         }
@@ -295,14 +303,14 @@ impl Sessions {
     }
 
     /// Ends the session of `claims` (an access or a refresh token of it).
-    pub async fn logout(&self, claims: &Claims) -> Result<(), AuthError> {
+    pub(crate) async fn logout(&self, claims: &Claims) -> Result<(), AuthError> {
         self.revoke_session(claims).await?;
         tracing::info!(user_id = %claims.sub, "logged out");
         Ok(())
     }
 
     /// Ends every session of the user, this one included: "log out everywhere". Returns how many.
-    pub async fn logout_all(&self, claims: &Claims) -> Result<usize, AuthError> {
+    pub(crate) async fn logout_all(&self, claims: &Claims) -> Result<usize, AuthError> {
         let revoked = self.revoke_user_sessions(&claims.sub, None, None).await?;
         tracing::info!(user_id = %claims.sub, sessions = revoked, "logged out everywhere");
         Ok(revoked)
@@ -310,7 +318,7 @@ impl Sessions {
 
     /// Counts a password change against the user before its body is read: wrong old passwords
     /// are throttled like failed logins.
-    pub fn admit_password_change(&self, claims: &Claims) -> Result<(), AuthError> {
+    pub(crate) fn admit_password_change(&self, claims: &Claims) -> Result<(), AuthError> {
         if let Some(throttle) = &self.throttle.per_user {
             throttle
                 .check(&password_throttle_key(claims))
@@ -323,7 +331,7 @@ impl Sessions {
     /// session asking keeps working. Returns how many sessions were ended. As for logins, the
     /// attempt is taken from the user's bucket before the old password is checked, and given
     /// back unless it was wrong.
-    pub async fn change_password(
+    pub(crate) async fn change_password(
         &self,
         claims: &Claims,
         old_password: String,

@@ -4,12 +4,12 @@
 
 mod postgres;
 mod sqlite;
-pub mod sync;
+pub(crate) mod sync;
 
 use crate::config::StoreConfig;
 use crate::core::revocation::Revocation;
 
-pub use postgres::{ListenerEvent, RevocationListener};
+pub(crate) use postgres::{ListenerEvent, RevocationListener};
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -46,14 +46,14 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 }
 
 #[derive(Debug, Clone)]
-pub struct User {
-    pub id: String,
-    pub username: String,
-    pub password_hash: String,
+pub(crate) struct User {
+    pub(crate) id: String,
+    pub(crate) username: String,
+    pub(crate) password_hash: String,
 }
 
 #[derive(Clone)]
-pub enum Store {
+pub(crate) enum Store {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
 }
@@ -71,7 +71,7 @@ macro_rules! on_backend {
 impl Store {
     /// Prepares a connection pool; nothing is contacted yet, so a store that is down does not stop
     /// start-up. `migrate` is the first call that needs the database.
-    pub fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
+    pub(crate) fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
         Ok(match config {
             StoreConfig::Sqlite { path } => Store::Sqlite(sqlite::SqliteStore::connect(path)?),
             StoreConfig::Postgres {
@@ -87,16 +87,16 @@ impl Store {
     }
 
     /// Applies migrations; safe when several replicas start at the same moment.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         on_backend!(self, s => s.migrate().await)
     }
 
     /// Whether the store answers now.
-    pub async fn ping(&self) -> bool {
+    pub(crate) async fn ping(&self) -> bool {
         on_backend!(self, s => s.ping().await)
     }
 
-    pub async fn create_user(
+    pub(crate) async fn create_user(
         &self,
         user: &User,
         username_key: &str,
@@ -105,17 +105,17 @@ impl Store {
         on_backend!(self, s => s.create_user(user, username_key, now).await)
     }
 
-    pub async fn find_user(&self, username_key: &str) -> Result<Option<User>, StoreError> {
+    pub(crate) async fn find_user(&self, username_key: &str) -> Result<Option<User>, StoreError> {
         on_backend!(self, s => s.find_user(username_key).await)
     }
 
-    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+    pub(crate) async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
         on_backend!(self, s => s.find_user_by_id(id).await)
     }
 
     /// Revokes every live session of a user but `keep_sid`, durably and in one transaction, after
     /// setting a new password hash if one is given. Returns the revocations as stored.
-    pub async fn revoke_user_sessions(
+    pub(crate) async fn revoke_user_sessions(
         &self,
         user_id: &str,
         keep_sid: Option<&str>,
@@ -129,7 +129,7 @@ impl Store {
     /// the login was checked against: checked and created in one step, so that no login that
     /// verified a password outlives a change of it (a change revokes the sessions that exist when
     /// it commits). `Ok(false)` when the password has changed since.
-    pub async fn create_session(
+    pub(crate) async fn create_session(
         &self,
         sid: &str,
         user_id: &str,
@@ -142,7 +142,7 @@ impl Store {
 
     /// Makes `new_jti` the session's refresh token if `old.key` still is, and records `old` as
     /// revoked, in one transaction. `Ok(false)` means `old` was not current: it was reused.
-    pub async fn rotate_refresh(
+    pub(crate) async fn rotate_refresh(
         &self,
         sid: &str,
         old: &Revocation,
@@ -154,14 +154,18 @@ impl Store {
 
     /// Durably revokes a session until the later of `at_least` and the session's own expiry, and
     /// returns the revocation as stored.
-    pub async fn revoke_session(&self, sid: &str, at_least: u64) -> Result<Revocation, StoreError> {
+    pub(crate) async fn revoke_session(
+        &self,
+        sid: &str,
+        at_least: u64,
+    ) -> Result<Revocation, StoreError> {
         on_backend!(self, s => s.revoke_session(sid, at_least).await)
     }
 
     /// Hands `sink` every revocation still in force at `now` (unix seconds) and written at or after
     /// `since_ms` on the store's clock (`0`: all of them), streamed rather than collected; returns
     /// the store's clock when the read began, where the next catch-up starts.
-    pub async fn revocations_since(
+    pub(crate) async fn revocations_since(
         &self,
         since_ms: i64,
         now: u64,
@@ -171,19 +175,19 @@ impl Store {
     }
 
     /// Forgets revocations and sessions that can no longer matter.
-    pub async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
+    pub(crate) async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
         on_backend!(self, s => s.purge_expired(now).await)
     }
 
     /// A live feed of other replicas' revocations, where the backend has one (PostgreSQL).
-    pub fn listener(&self) -> Option<RevocationListener> {
+    pub(crate) fn listener(&self) -> Option<RevocationListener> {
         match self {
             Store::Sqlite(_) => None,
             Store::Postgres(s) => Some(s.listener()),
         }
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         on_backend!(self, s => s.close().await)
     }
 }

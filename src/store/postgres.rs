@@ -19,12 +19,12 @@ const CHANNEL: &str = "authgate_revocations";
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 #[derive(Clone)]
-pub struct PgStore {
+pub(crate) struct PgStore {
     pool: PgPool,
 }
 
 impl PgStore {
-    pub fn connect(
+    pub(crate) fn connect(
         url: &str,
         max_connections: u32,
         connect_timeout: Duration,
@@ -38,15 +38,15 @@ impl PgStore {
     }
 
     /// sqlx holds an advisory lock while migrating, so replicas starting together take turns.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         Ok(MIGRATIONS.run(&self.pool).await?)
     }
 
-    pub async fn ping(&self) -> bool {
+    pub(crate) async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    pub async fn create_user(
+    pub(crate) async fn create_user(
         &self,
         user: &User,
         username_key: &str,
@@ -65,11 +65,11 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn find_user(&self, username_key: &str) -> Result<Option<User>, StoreError> {
+    pub(crate) async fn find_user(&self, username_key: &str) -> Result<Option<User>, StoreError> {
         self.find_user_where("username_key", username_key).await
     }
 
-    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+    pub(crate) async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
         self.find_user_where("id", id).await
     }
 
@@ -94,7 +94,7 @@ impl PgStore {
 
     /// `FOR SHARE` waits for a password change that holds the user's row, then checks the hash
     /// it committed; a change that comes later waits for this insert, and then sees its session.
-    pub async fn create_session(
+    pub(crate) async fn create_session(
         &self,
         sid: &str,
         user_id: &str,
@@ -117,7 +117,7 @@ impl PgStore {
         Ok(created == 1)
     }
 
-    pub async fn rotate_refresh(
+    pub(crate) async fn rotate_refresh(
         &self,
         sid: &str,
         old: &Revocation,
@@ -145,7 +145,11 @@ impl PgStore {
         Ok(true)
     }
 
-    pub async fn revoke_session(&self, sid: &str, at_least: u64) -> Result<Revocation, StoreError> {
+    pub(crate) async fn revoke_session(
+        &self,
+        sid: &str,
+        at_least: u64,
+    ) -> Result<Revocation, StoreError> {
         let mut tx = self.pool.begin().await?;
         let session_expiry: Option<i64> =
             sqlx::query_scalar("SELECT expires_at FROM sessions WHERE sid = $1")
@@ -162,7 +166,7 @@ impl PgStore {
         Ok(revocation)
     }
 
-    pub async fn revoke_user_sessions(
+    pub(crate) async fn revoke_user_sessions(
         &self,
         user_id: &str,
         keep_sid: Option<&str>,
@@ -200,7 +204,7 @@ impl PgStore {
         Ok(revoked)
     }
 
-    pub async fn revocations_since(
+    pub(crate) async fn revocations_since(
         &self,
         since_ms: i64,
         now: u64,
@@ -228,7 +232,7 @@ impl PgStore {
         Ok(as_of_ms)
     }
 
-    pub async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
+    pub(crate) async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
         let revocations = sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
             .bind(now as i64)
             .execute(&self.pool)
@@ -242,14 +246,14 @@ impl PgStore {
         Ok(revocations + sessions)
     }
 
-    pub fn listener(&self) -> RevocationListener {
+    pub(crate) fn listener(&self) -> RevocationListener {
         RevocationListener {
             pool: self.pool.clone(),
             listener: None,
         }
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
 }
@@ -279,7 +283,7 @@ async fn insert_revocation(
 
 /// What the revocation feed hears.
 #[derive(Debug)]
-pub enum ListenerEvent {
+pub(crate) enum ListenerEvent {
     /// Another replica (or this one) revoked something.
     Revoked(Revocation),
     /// The feed (re)connected: anything announced while it was away was missed, so catch up.
@@ -287,7 +291,7 @@ pub enum ListenerEvent {
 }
 
 /// Other replicas' revocations as they commit, reconnecting by itself when the connection drops.
-pub struct RevocationListener {
+pub(crate) struct RevocationListener {
     pool: PgPool,
     listener: Option<PgListener>,
 }
@@ -295,7 +299,7 @@ pub struct RevocationListener {
 impl RevocationListener {
     /// Waits for the next event; never fails, retrying the connection every second while the
     /// database is away.
-    pub async fn next(&mut self) -> ListenerEvent {
+    pub(crate) async fn next(&mut self) -> ListenerEvent {
         loop {
             let Some(listener) = self.listener.as_mut() else {
                 match connect_listener(&self.pool).await {

@@ -18,12 +18,12 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
 #[derive(Clone)]
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     pool: SqlitePool,
 }
 
 impl SqliteStore {
-    pub fn connect(path: &Path) -> Result<SqliteStore, StoreError> {
+    pub(crate) fn connect(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
@@ -42,15 +42,15 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         Ok(MIGRATIONS.run(&self.pool).await?)
     }
 
-    pub async fn ping(&self) -> bool {
+    pub(crate) async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    pub async fn create_user(
+    pub(crate) async fn create_user(
         &self,
         user: &User,
         username_key: &str,
@@ -69,11 +69,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn find_user(&self, username_key: &str) -> Result<Option<User>, StoreError> {
+    pub(crate) async fn find_user(&self, username_key: &str) -> Result<Option<User>, StoreError> {
         self.find_user_where("username_key", username_key).await
     }
 
-    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+    pub(crate) async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
         self.find_user_where("id", id).await
     }
 
@@ -98,7 +98,7 @@ impl SqliteStore {
 
     /// Writes are serialised in SQLite, so the check and the insert are one with respect to a
     /// password change.
-    pub async fn create_session(
+    pub(crate) async fn create_session(
         &self,
         sid: &str,
         user_id: &str,
@@ -121,7 +121,7 @@ impl SqliteStore {
         Ok(created == 1)
     }
 
-    pub async fn rotate_refresh(
+    pub(crate) async fn rotate_refresh(
         &self,
         sid: &str,
         old: &Revocation,
@@ -152,7 +152,11 @@ impl SqliteStore {
         Ok(true)
     }
 
-    pub async fn revoke_session(&self, sid: &str, at_least: u64) -> Result<Revocation, StoreError> {
+    pub(crate) async fn revoke_session(
+        &self,
+        sid: &str,
+        at_least: u64,
+    ) -> Result<Revocation, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let session_expiry: Option<i64> =
             sqlx::query_scalar("SELECT expires_at FROM sessions WHERE sid = ?")
@@ -169,7 +173,7 @@ impl SqliteStore {
         Ok(revocation)
     }
 
-    pub async fn revoke_user_sessions(
+    pub(crate) async fn revoke_user_sessions(
         &self,
         user_id: &str,
         keep_sid: Option<&str>,
@@ -210,7 +214,7 @@ impl SqliteStore {
     /// Rows come back in batches of up to 8192 revocations glued into one string each: sqlx hands
     /// every SQLite row over from its worker thread one by one, which made a million rows take
     /// seconds; SQLite itself reads them in a quarter of one.
-    pub async fn revocations_since(
+    pub(crate) async fn revocations_since(
         &self,
         since_ms: i64,
         now: u64,
@@ -245,7 +249,7 @@ impl SqliteStore {
         Ok(as_of_ms)
     }
 
-    pub async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
+    pub(crate) async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
         let revocations = sqlx::query("DELETE FROM revocations WHERE expires_at <= ?")
             .bind(now as i64)
             .execute(&self.pool)
@@ -259,7 +263,7 @@ impl SqliteStore {
         Ok(revocations + sessions)
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
 }

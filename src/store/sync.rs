@@ -18,7 +18,7 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Runs until aborted: loads `revocations` from `store`, marks them loaded, then follows the store
 /// (announcements, and a catch-up every `catch_up_interval`).
-pub async fn run(store: Store, revocations: RevocationCache, catch_up_interval: Duration) {
+pub(crate) async fn run(store: Store, revocations: RevocationCache, catch_up_interval: Duration) {
     let mut since_ms = initial_load(&store, &revocations).await;
     let mut listener = store.listener();
     let mut catch_up = tokio::time::interval(catch_up_interval);
