@@ -1,14 +1,12 @@
-//! Authentication of a request: the bearer token from `Authorization`, verified in memory
-//! (signature, claims, kind) and then checked against the revocation cache.
+//! Authentication of a request: the bearer token from `Authorization`, handed to the
+//! authenticator, which verifies it in memory and checks it against the revocation cache.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::core::token::TokenError;
-use crate::core::token::{Claims, TokenKind, unix_now};
+use crate::core::token::{Claims, TokenKind};
 use crate::http::error::ApiError;
 use crate::http::gate::Gate;
 
@@ -81,36 +79,11 @@ pub(crate) fn authenticate(
     headers: &HeaderMap,
     kind: Option<TokenKind>,
 ) -> Result<Arc<Claims>, ApiError> {
-    if !gate.revocations_loaded() {
+    if !gate.authenticator.is_ready() {
         return Err(ApiError::NotReady);
     }
     let token = bearer_token(headers, gate.config.max_authorization_header)?;
-    let now = unix_now();
-    let claims = match kind {
-        Some(kind) => gate.tokens.verify_kind(token, kind, now),
-        None => gate.tokens.verify(token, now),
-    }
-    .map_err(ApiError::Token)?;
-    if gate.revocations.is_revoked(&claims, now) {
-        return Err(ApiError::Token(TokenError::Revoked));
-    }
-    Ok(claims)
-}
-
-/// Resolves once `claims` no longer admit their holder: when they expire, or within a second of
-/// their revocation reaching this replica. A WebSocket tunnel lasts no longer than its token, as
-/// a request would not be let through on it: logout really ends it.
-pub(crate) async fn until_invalid(gate: Arc<Gate>, claims: Arc<Claims>) {
-    let valid_until = claims
-        .exp
-        .saturating_add(gate.config.tokens.leeway.as_secs());
-    loop {
-        let now = unix_now();
-        if now >= valid_until || gate.revocations.is_revoked(&claims, now) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs((valid_until - now).min(1))).await;
-    }
+    Ok(gate.authenticator.admit(token, kind)?)
 }
 
 #[cfg(test)]

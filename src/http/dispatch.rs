@@ -18,7 +18,7 @@ use crate::core::endpoint::Endpoint;
 use crate::core::forwarded::Relayed;
 use crate::core::routes::{Access, normalise_path};
 use crate::core::token::{Claims, TokenKind};
-use crate::http::authn::{self, authenticate};
+use crate::http::authn::authenticate;
 use crate::http::body::{Body, Outbound};
 use crate::http::endpoints;
 use crate::http::error::{ApiError, json_response};
@@ -162,9 +162,10 @@ struct Switch {
 /// The tunnel a switch opens if the app agrees: it keeps the connection's place under
 /// `max_connections` and, on a guarded route, lasts no longer than its token is valid.
 fn tunnel(gate: &Arc<Gate>, peer: &Arc<Peer>, switch: Switch) -> Upgrade {
-    let ends = switch
-        .claims
-        .map(|claims| Box::pin(authn::until_invalid(gate.clone(), claims)) as TunnelEnd);
+    let ends = switch.claims.map(|claims| {
+        let gate = gate.clone();
+        Box::pin(async move { gate.authenticator.until_invalid(claims).await }) as TunnelEnd
+    });
     Upgrade::new(switch.client, peer.clone(), ends)
 }
 
@@ -267,7 +268,7 @@ async fn answer_locally(
     let (outcome, response) = match local {
         Local::Answer(outcome, response) => (outcome, response),
         Local::Ready => {
-            let loaded = gate.revocations_loaded();
+            let loaded = gate.authenticator.is_ready();
             let reachable = Box::pin(gate.store.ping()).await;
             let status = if loaded && reachable {
                 StatusCode::OK

@@ -82,7 +82,7 @@ fn tokens_answer(pair: TokenPair) -> Response<Body> {
 
 async fn refresh(gate: &Gate, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
     // Not ready is said before anything about the token, as for every request that needs one.
-    if !gate.revocations_loaded() {
+    if !gate.authenticator.is_ready() {
         return Err(ApiError::NotReady);
     }
     let token = bearer_token(headers, gate.config.max_authorization_header)?;

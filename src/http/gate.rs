@@ -6,13 +6,15 @@ use crate::config::Config;
 use crate::core::revocation::RevocationCache;
 use crate::core::token::TokenService;
 use crate::http::metrics::Metrics;
+use crate::services::authenticator::Authenticator;
 use crate::services::sessions::Sessions;
 use crate::store::Store;
 
 pub(crate) struct Gate {
     pub(crate) config: Config,
-    /// Verifies every request's token; shared with the sessions, which issue them.
-    pub(crate) tokens: Arc<TokenService>,
+    /// Admits every guarded request's token.
+    pub(crate) authenticator: Authenticator,
+    /// Kept in step with the store by `store::sync`; counted by the metrics.
     pub(crate) revocations: RevocationCache,
     /// For the readiness probe; the sessions hold their own handle.
     pub(crate) store: Store,
@@ -32,17 +34,14 @@ impl Gate {
             revocations.clone(),
             metrics.session_counters(),
         );
+        let authenticator = Authenticator::new(tokens, revocations.clone(), config.tokens.leeway);
         Gate {
-            tokens,
+            authenticator,
             revocations,
             store,
             sessions,
             metrics,
             config,
         }
-    }
-
-    pub(crate) fn revocations_loaded(&self) -> bool {
-        self.revocations.is_loaded()
     }
 }
