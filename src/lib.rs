@@ -27,8 +27,8 @@ mod upstream;
 /// free to change with any commit.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::core::{accounts, classify, headers, revocation, routes, token};
-    pub use crate::http::{auth_body, dispatch, error};
+    pub use crate::core::{accounts, classify, headers, json_fields, revocation, routes, token};
+    pub use crate::http::{dispatch, error};
     pub mod config {
         pub use crate::config::*;
     }

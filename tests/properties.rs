@@ -8,10 +8,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use authgate::Config;
-use authgate::internals::auth_body::string_fields;
 use authgate::internals::classify::Class;
 use authgate::internals::config::{SigningKey, TokenConfig};
 use authgate::internals::dispatch::{classify, explain};
+use authgate::internals::json_fields::string_fields;
 use authgate::internals::routes::{Access, normalise_path};
 use authgate::internals::token::{Subject, TokenKind, TokenService, unix_now};
 use base64::Engine;

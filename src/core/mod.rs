@@ -6,6 +6,7 @@ pub mod classify;
 pub mod endpoint;
 pub(crate) mod forwarded;
 pub mod headers;
+pub mod json_fields;
 pub mod revocation;
 pub mod routes;
 pub(crate) mod throttle;

@@ -1,12 +1,11 @@
 //! The small JSON bodies the auth endpoints read: content type checked, size capped while reading,
-//! a deadline on the whole body, then string fields picked out by a pure function (fuzzed).
+//! a deadline on the whole body. The core's `json_fields` then picks out the strings.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, header};
 use hyper::body::Incoming;
-use serde_json::Value;
 
 use crate::http::body::{ReadError, read_limited};
 use crate::http::error::ApiError;
@@ -65,67 +64,4 @@ async fn discard(mut body: Incoming) {
         }
     })
     .await;
-}
-
-/// The string values of `names` in a JSON object body, with a clear message for each way it can
-/// be wrong. Other fields are ignored.
-pub fn string_fields<const N: usize>(
-    body: &[u8],
-    names: [&str; N],
-) -> Result<[String; N], ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| ApiError::BadRequest("Request body must be valid JSON".into()))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| ApiError::BadRequest("Request body must be a JSON object".into()))?;
-    let mut out: [String; N] = std::array::from_fn(|_| String::new());
-    for (slot, name) in out.iter_mut().zip(names) {
-        *slot = match object.get(name) {
-            None | Some(Value::Null) => {
-                return Err(ApiError::BadRequest(format!(
-                    "Missing \"{name}\" in JSON body"
-                )));
-            }
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(ApiError::BadRequest(format!("\"{name}\" must be a string"))),
-        };
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(r: Result<[String; 2], ApiError>) -> String {
-        r.err().map(|e| e.message()).unwrap_or_default()
-    }
-
-    #[test]
-    fn fields_are_picked_out_or_named_in_the_error() {
-        let names = ["username", "password"];
-        let ok = string_fields(br#"{"username":"a","password":"b","extra":1}"#, names).unwrap();
-        assert_eq!(ok, ["a".to_string(), "b".to_string()]);
-        assert_eq!(
-            msg(string_fields(b"{", names)),
-            "Request body must be valid JSON"
-        );
-        assert_eq!(
-            msg(string_fields(b"[]", names)),
-            "Request body must be a JSON object"
-        );
-        assert_eq!(
-            msg(string_fields(br#"{"username":"a"}"#, names)),
-            "Missing \"password\" in JSON body"
-        );
-        assert_eq!(
-            msg(string_fields(br#"{"username":1,"password":"b"}"#, names)),
-            "\"username\" must be a string"
-        );
-        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(
-            msg(string_fields(deep.as_bytes(), names)),
-            "Request body must be valid JSON"
-        );
-    }
 }

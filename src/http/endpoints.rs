@@ -9,8 +9,9 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::core::endpoint::Endpoint;
+use crate::core::json_fields::string_fields;
 use crate::core::token::TokenKind;
-use crate::http::auth_body::{read_json, string_fields};
+use crate::http::auth_body::read_json;
 use crate::http::authn::{authenticate, bearer_token};
 use crate::http::body::Body;
 use crate::http::error::{ApiError, json_response};
@@ -45,7 +46,7 @@ async fn fields<const N: usize>(
         gate.config.body_read_timeout,
     )
     .await?;
-    string_fields(&body, names)
+    Ok(string_fields(&body, names)?)
 }
 
 async fn register(gate: &Gate, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {

@@ -4,6 +4,7 @@
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::core::classify::Refusal;
+use crate::core::json_fields::FieldError;
 use crate::core::routes::PathError;
 use crate::core::token::TokenError;
 use crate::http::body::{Body, full};
@@ -197,6 +198,17 @@ impl From<UpstreamError> for ApiError {
 }
 
 /// The one map from the sessions service's refusals to answers.
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> ApiError {
+        ApiError::BadRequest(match e {
+            FieldError::NotJson => "Request body must be valid JSON".into(),
+            FieldError::NotObject => "Request body must be a JSON object".into(),
+            FieldError::Missing(name) => format!("Missing \"{name}\" in JSON body"),
+            FieldError::NotString(name) => format!("\"{name}\" must be a string"),
+        })
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> ApiError {
         match e {
@@ -228,4 +240,30 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::json_fields::string_fields;
+
+    fn answer(body: &[u8]) -> (u16, String) {
+        let e = ApiError::from(string_fields(body, ["username", "password"]).unwrap_err());
+        (e.status().as_u16(), e.message())
+    }
+
+    #[test]
+    fn a_json_body_without_its_fields_is_a_400_that_names_what_is_wrong() {
+        let bad = |m: &str| (400, m.to_string());
+        assert_eq!(answer(b"{"), bad("Request body must be valid JSON"));
+        assert_eq!(answer(b"[]"), bad("Request body must be a JSON object"));
+        assert_eq!(
+            answer(br#"{"username":"a"}"#),
+            bad("Missing \"password\" in JSON body")
+        );
+        assert_eq!(
+            answer(br#"{"username":1,"password":"b"}"#),
+            bad("\"username\" must be a string")
+        );
+    }
 }

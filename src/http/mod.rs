@@ -2,7 +2,7 @@
 //! bottom in `server` (accept, serve), `dispatch` (classify, authenticate, authorise) and then
 //! `proxy` (forward) or `endpoints` (answer).
 
-pub mod auth_body;
+pub(crate) mod auth_body;
 pub(crate) mod authn;
 pub(crate) mod body;
 pub mod dispatch;
