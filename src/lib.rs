@@ -10,16 +10,28 @@
 //! - `config`: the TOML file turned into a validated [`Config`];
 //! - `store` (users, sessions and revocations in SQLite or PostgreSQL, and keeping the
 //!   revocation set in step) and `upstream` (HTTP/1.1 to the app);
-//! - `services`: the sessions' rules (register, login, refresh, logout, password change) and
-//!   password hashing, with errors of their own and no HTTP;
+//! - `services`: the sessions' rules (register, login, refresh, logout, password change), the
+//!   authenticator (which tokens admit their holder) and password hashing, with errors of their
+//!   own and no HTTP;
 //! - `http`: the edge. `server` accepts connections and hands each request to `dispatch`, which
 //!   classifies it, checks its token (`authn`) and either forwards it (`proxy`) or answers it
-//!   (`endpoints`); `error` decides every refusal's status and message in one place.
+//!   (`endpoints`); `error` decides every refusal's status and message in one place;
+//! - `start`: `run`, which wires the store, the revocation sync, the metrics and the server.
 
+// The sidecar needs all of it; without the `server` feature (on by default) only the pure core and
+// the upstream client are built, for fuzz targets that should not compile sqlx or argon2.
+#![cfg_attr(not(feature = "server"), allow(dead_code))]
+
+#[cfg(feature = "server")]
 mod config;
 mod core;
+#[cfg(feature = "server")]
 mod http;
+#[cfg(feature = "server")]
 mod services;
+#[cfg(feature = "server")]
+mod start;
+#[cfg(feature = "server")]
 mod store;
 mod upstream;
 
@@ -28,7 +40,9 @@ mod upstream;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::core::{accounts, classify, headers, json_fields, revocation, routes, token};
+    #[cfg(feature = "server")]
     pub use crate::http::{dispatch, error};
+    #[cfg(feature = "server")]
     pub mod config {
         pub use crate::config::*;
     }
@@ -37,109 +51,9 @@ pub mod internals {
     }
 }
 
-use std::future::Future;
-use std::sync::Arc;
-
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-
+#[cfg(feature = "server")]
 pub use config::{Config, LogFormat, StoreConfig};
+#[cfg(feature = "server")]
 pub use http::dispatch::explain;
-
-use crate::http::gate::Gate;
-use crate::http::{metrics, server};
-use crate::store::{Store, StoreError};
-
-/// Why authgate could not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// The store's settings cannot even make a connection pool (a malformed URL, say).
-    Store(StoreError),
-    MetricsListen {
-        addr: std::net::SocketAddr,
-        error: std::io::Error,
-    },
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::Store(e) => write!(f, "{e}"),
-            StartError::MetricsListen { addr, error } => {
-                write!(
-                    f,
-                    "cannot listen for metrics on {addr} (metrics.listen): {error}"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-/// The sockets authgate serves on: the public one, and optionally one for `/metrics`.
-pub struct Listeners {
-    pub main: TcpListener,
-    pub metrics: Option<TcpListener>,
-}
-
-/// Runs authgate on `listener` until `shutdown` completes, then lets in-flight requests finish
-/// (up to `server.shutdown_grace`). Binds `metrics.listen` itself when configured.
-///
-/// It serves at once: `/healthz` answers while the store is still out of reach, and `/readyz` and
-/// every protected request answer 503 until all unexpired revocations are loaded.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StartError> {
-    let metrics = match config.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|error| StartError::MetricsListen { addr, error })?,
-        ),
-        None => None,
-    };
-    run_with(
-        Listeners {
-            main: listener,
-            metrics,
-        },
-        config,
-        shutdown,
-    )
-    .await
-}
-
-/// `run`, on listeners the caller bound (tests bind the metrics port on 127.0.0.1:0 too).
-pub async fn run_with(
-    listeners: Listeners,
-    config: Config,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StartError> {
-    let store = Store::connect(&config.store).map_err(StartError::Store)?;
-    let gate = Arc::new(Gate::new(config, store.clone()));
-    let sync = tokio::spawn(store::sync::run(
-        store.clone(),
-        gate.revocations.clone(),
-        gate.config.catch_up_interval,
-    ));
-
-    let (stop_metrics, metrics_stopped) = watch::channel(false);
-    if let Some(listener) = listeners.metrics {
-        let mut stopped = metrics_stopped.clone();
-        tokio::spawn(metrics::serve(listener, gate.clone(), async move {
-            let _ = stopped.wait_for(|&s| s).await;
-        }));
-    }
-
-    if let Ok(addr) = listeners.main.local_addr() {
-        tracing::info!(%addr, upstream = %gate.config.upstream.base, "authgate listening");
-    }
-    server::serve(listeners.main, gate, shutdown).await;
-    let _ = stop_metrics.send(true);
-    sync.abort();
-    store.close().await;
-    Ok(())
-}
+#[cfg(feature = "server")]
+pub use start::{Listeners, StartError, run, run_with};

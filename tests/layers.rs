@@ -19,7 +19,7 @@ fn layer_of(file: &Path) -> &'static str {
         "upstream" => "upstream",
         "services" => "services",
         "http" => "http",
-        "lib" | "main" => "top",
+        "lib" | "main" | "start" => "top",
         other => panic!("{} is in no layer ({other}): add it to one", file.display()),
     }
 }

@@ -6,8 +6,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use authgate::internals::config::{SigningKey, TokenConfig};
-use authgate::internals::token::{TokenService, unix_now};
+use authgate::internals::token::{SigningKey, TokenConfig, TokenService, unix_now};
 use libfuzzer_sys::fuzz_target;
 
 /// The secret the seed tokens in corpus/token_verify were signed with.
