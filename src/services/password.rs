@@ -220,7 +220,8 @@ mod tests {
     /// away; once the line has moved, hashing works again.
     #[tokio::test]
     async fn the_line_has_a_length() {
-        let p = cheap_with(1, 1, std::time::Duration::from_millis(200));
+        // A long wait: this is about the line's length, and a busy machine must not fail it.
+        let p = cheap_with(1, 1, std::time::Duration::from_secs(30));
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, has_started) = oneshot::channel();
         let running = p
