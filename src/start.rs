@@ -86,6 +86,7 @@ pub async fn run_with(
         store.clone(),
         gate.revocations.clone(),
         gate.config.catch_up_interval,
+        gate.config.tokens.revocation_window(),
     ));
 
     let (stop_metrics, metrics_stopped) = watch::channel(false);

@@ -407,3 +407,83 @@ async fn no_login_on_any_replica_that_verified_the_old_password_outlives_the_cha
     drop((a, b));
     cluster.finish().await;
 }
+
+/// The store decides every refresh, whatever a replica's memory says. Replica B hears of
+/// revocations late (what PostgreSQL sends on its `LISTEN` connection is held back, and its
+/// catch-up is a minute away), yet a session logged out on A cannot be refreshed on B, at once;
+/// nor can another session of a user who logged out everywhere on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_test_database,
+    ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
+)]
+async fn a_session_revoked_on_one_replica_is_refused_a_refresh_on_another_that_has_not_heard() {
+    let Some(cluster) = Cluster::start(
+        "a_session_revoked_on_one_replica_is_refused_a_refresh_on_another_that_has_not_heard",
+    )
+    .await
+    else {
+        return;
+    };
+    let a = cluster.replicas(1).await.pop().unwrap();
+    let relay =
+        TcpRelay::start_holding(support::pg::address(&cluster.db.url), Some(b"LISTEN")).await;
+    // In the clear, so that the relay can see which connection listens.
+    let via_relay = support::pg::with_address(&cluster.db.url, relay.addr);
+    let separator = if via_relay.contains('?') { '&' } else { '?' };
+    let config = cluster.config(&format!("{via_relay}{separator}sslmode=disable"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("catch_up_interval = \"2s\"", "catch_up_interval = \"60s\""),
+    )
+    .unwrap();
+    let b = Process::start(&config);
+    wait_ready(b.addr).await;
+    relay.hold();
+
+    assert_eq!(register(b.addr, "dora").await, StatusCode::CREATED);
+    let (access, refresh) = Setup::login_at(b.addr, "dora").await;
+    let r = post_with_token(a.addr, "/logout", &access).await;
+    assert_eq!(
+        (r.status, r.msg().as_str()),
+        (StatusCode::OK, "Successfully logged out")
+    );
+    assert_eq!(
+        get_with_token(b.addr, "/api/x", &access).await.status,
+        StatusCode::OK,
+        "B has not heard of the logout: the relay holds its notifications back"
+    );
+    let r = post_with_token(b.addr, "/refresh", &refresh).await;
+    assert_eq!(
+        (r.status, r.msg().as_str()),
+        (StatusCode::UNAUTHORIZED, "Token has been revoked"),
+        "a session the store knows is revoked was refreshed on B"
+    );
+
+    // Log out everywhere on A with one session; refresh another on B at once.
+    let (first, _) = Setup::login_at(b.addr, "dora").await;
+    let (_, other_refresh) = Setup::login_at(b.addr, "dora").await;
+    let r = post_with_token(a.addr, "/logout-all", &first).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json()["sessions_revoked"], 2);
+    let r = post_with_token(b.addr, "/refresh", &other_refresh).await;
+    assert_eq!(
+        (r.status, r.msg().as_str()),
+        (StatusCode::UNAUTHORIZED, "Token has been revoked"),
+        "a session ended by logout-all was refreshed on B"
+    );
+    // Nor can the revoked session ask B for anything the store decides.
+    let r = post_with_token(b.addr, "/logout-all", &first).await;
+    assert_eq!(
+        (r.status, r.msg().as_str()),
+        (StatusCode::UNAUTHORIZED, "Token has been revoked")
+    );
+
+    // Once B hears, its memory refuses the access tokens too.
+    relay.release();
+    until_refused(b.addr, &access, Duration::from_secs(2)).await;
+    until_refused(b.addr, &first, Duration::from_secs(2)).await;
+    drop((a, b));
+    cluster.finish().await;
+}

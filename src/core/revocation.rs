@@ -1,6 +1,8 @@
-//! What is revoked, in memory, so checking a token costs no store query. Each entry lives until the
-//! last token it revokes would have expired anyway, then is swept away; entries are never evicted
-//! for space, since an evicted entry would bring a revoked token back.
+//! Which sessions are revoked, in memory, so checking an access token costs no store query. The
+//! store decides every refresh, so an entry only has to outlive the session's access tokens: it
+//! lives until the last of them would have expired anyway (`TokenConfig::revocation_window` after
+//! the revocation), then is swept away. Entries are never evicted for space, since an evicted
+//! entry would bring a revoked token back.
 //!
 //! Why not moka, as first planned: its per-entry bookkeeping (expiry timers, access order) cost
 //! about 360 bytes and 1.8 µs per entry, so a million revoked sessions took 850 MiB and five
@@ -11,25 +13,24 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use crate::core::token::{Claims, unix_now};
-/// Whether a revocation covers a whole login session or one token.
+/// What a revocation covers: a whole login session. (Rows of kind `token`, which earlier versions
+/// wrote for rotated refresh tokens, are no longer needed: the store checks every refresh token
+/// against its session's current one. They are read as no kind, and skipped.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevocationKind {
     Session,
-    Token,
 }
 
 impl RevocationKind {
     pub fn as_str(self) -> &'static str {
         match self {
             RevocationKind::Session => "session",
-            RevocationKind::Token => "token",
         }
     }
 
     pub fn parse(s: &str) -> Option<RevocationKind> {
         match s {
             "session" => Some(RevocationKind::Session),
-            "token" => Some(RevocationKind::Token),
             _ => None,
         }
     }
@@ -131,7 +132,6 @@ impl RevokedSet {
 #[derive(Clone, Default)]
 pub struct RevocationCache {
     sessions: std::sync::Arc<RevokedSet>,
-    tokens: std::sync::Arc<RevokedSet>,
     /// False until every unexpired revocation is in the cache: until then no token is trusted.
     loaded: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -153,27 +153,19 @@ impl RevocationCache {
         }
         match revocation.kind {
             RevocationKind::Session => self.sessions.insert(&revocation.key, revocation.expires_at),
-            RevocationKind::Token => self.tokens.insert(&revocation.key, revocation.expires_at),
         }
     }
 
-    /// Makes room for `additional` more entries of each kind at once (before a bulk load).
+    /// Makes room for `additional` more entries at once (before a bulk load).
     pub fn reserve(&self, additional: usize) {
         self.sessions.reserve(additional);
-        self.tokens.reserve(additional);
     }
 
-    /// Whether `claims`' session or token is revoked at `now` (unix seconds): the same clock
-    /// reading the token's own times were checked against.
+    /// Whether `claims`' session is revoked at `now` (unix seconds): the same clock reading the
+    /// token's own times were checked against.
     pub fn is_revoked(&self, claims: &Claims, now: u64) -> bool {
-        let [session, token] = *claims
-            .revocation_keys
-            .get_or_init(|| [key_bits(&claims.sid), key_bits(&claims.jti)]);
-        self.sessions.contains_key(session, now) || self.tokens.contains_key(token, now)
-    }
-
-    pub fn is_token_revoked(&self, jti: &str) -> bool {
-        self.tokens.contains(jti, unix_now())
+        let session = *claims.revocation_key.get_or_init(|| key_bits(&claims.sid));
+        self.sessions.contains_key(session, now)
     }
 
     pub fn is_session_revoked(&self, sid: &str) -> bool {
@@ -182,13 +174,12 @@ impl RevocationCache {
 
     /// Drops entries that can no longer matter; returns how many remain.
     pub fn sweep(&self) -> usize {
-        let now = unix_now();
-        self.sessions.sweep(now) + self.tokens.sweep(now)
+        self.sessions.sweep(unix_now())
     }
 
     /// Entries held, expired ones not yet swept included.
     pub fn len(&self) -> u64 {
-        (self.sessions.len() + self.tokens.len()) as u64
+        self.sessions.len() as u64
     }
 
     pub fn is_empty(&self) -> bool {
@@ -201,7 +192,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn revoked_sessions_and_tokens_are_found_and_expired_ones_ignored() {
+    fn revoked_sessions_are_found_and_expired_ones_ignored() {
         let cache = RevocationCache::default();
         let now = unix_now();
         cache.insert(Revocation {
@@ -210,20 +201,23 @@ mod tests {
             expires_at: now + 60,
         });
         cache.insert(Revocation {
-            kind: RevocationKind::Token,
-            key: "j1".into(),
-            expires_at: now + 60,
-        });
-        cache.insert(Revocation {
             kind: RevocationKind::Session,
             key: "old".into(),
             expires_at: now - 1,
         });
         assert!(cache.is_session_revoked("s1"));
-        assert!(cache.is_token_revoked("j1"));
-        assert!(!cache.is_session_revoked("j1"), "kinds do not mix");
+        assert!(!cache.is_session_revoked("s2"));
         assert!(!cache.is_session_revoked("old"));
-        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn rows_of_the_retired_token_kind_are_not_read() {
+        assert_eq!(
+            RevocationKind::parse("session"),
+            Some(RevocationKind::Session)
+        );
+        assert_eq!(RevocationKind::parse("token"), None);
     }
 
     #[test]

@@ -28,6 +28,20 @@ pub struct TokenConfig {
     pub leeway: Duration,
 }
 
+/// How far apart the replicas' clocks may be, for the revocation window: each replica checks
+/// `exp` on its own clock against a token another one issued.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+impl TokenConfig {
+    /// How long after a session is revoked one of its access tokens may still be presented: the
+    /// longest an access token lives, its leeway, and the replicas' clock skew. No access token
+    /// is issued for a revoked session (the store refuses its refresh), so a revocation held in
+    /// memory this long covers every token it must.
+    pub fn revocation_window(&self) -> Duration {
+        self.access_ttl + self.leeway + CLOCK_SKEW
+    }
+}
+
 impl std::fmt::Debug for TokenConfig {
     /// Never prints the secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,10 +114,10 @@ pub struct Claims {
     pub nbf: u64,
     pub exp: u64,
     pub iss: String,
-    /// `sid` and `jti` as the revocation cache keys them: worked out at a token's first check,
-    /// then kept with its claims in the verified-token cache, so that a request parses no UUID.
+    /// `sid` as the revocation cache keys it: worked out at a token's first check, then kept
+    /// with its claims in the verified-token cache, so that a request parses no UUID.
     #[serde(skip)]
-    pub revocation_keys: OnceLock<[u128; 2]>,
+    pub revocation_key: OnceLock<u128>,
 }
 
 /// Who a token is for, as the issuer needs it.
@@ -192,7 +206,7 @@ impl TokenService {
             nbf: now,
             exp: now + ttl,
             iss: self.issuer.clone(),
-            revocation_keys: OnceLock::new(),
+            revocation_key: OnceLock::new(),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
             .expect("HMAC signing with a validated key cannot fail");

@@ -87,7 +87,7 @@ mod tests {
             nbf: 0,
             exp: 1,
             iss: "authgate".into(),
-            revocation_keys: Default::default(),
+            revocation_key: Default::default(),
         })
     }
 

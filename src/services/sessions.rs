@@ -14,11 +14,11 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::config::{Config, LoginLimits};
 use crate::core::accounts;
-use crate::core::revocation::{Revocation, RevocationCache, RevocationKind};
+use crate::core::revocation::{Revocation, RevocationCache};
 use crate::core::throttle::Throttle;
 use crate::core::token::{Claims, Subject, TokenError, TokenKind, TokenService, unix_now};
 use crate::services::password::Passwords;
-use crate::store::{Store, StoreError, User};
+use crate::store::{Ending, Rotation, Store, StoreError, User, UserSessionsEnd};
 
 /// Why a session operation was refused.
 #[derive(Debug)]
@@ -79,6 +79,8 @@ pub(crate) struct Sessions {
     passwords: Passwords,
     throttle: LoginThrottle,
     counters: SessionCounters,
+    /// How long a revocation is held in memory (`TokenConfig::revocation_window`).
+    window: Duration,
 }
 
 impl Sessions {
@@ -104,6 +106,7 @@ impl Sessions {
                 per_address: Throttle::new(per_address, window),
             },
             counters,
+            window: config.tokens.revocation_window(),
         }
     }
 
@@ -257,9 +260,10 @@ impl Sessions {
         }
     }
 
-    /// Rotates a refresh token: a new pair, and the old refresh token revoked. A refresh token
-    /// that was already rotated can only be a stolen copy presented again: the whole session is
-    /// revoked.
+    /// Rotates a refresh token: a new pair, and the old refresh token no longer the session's.
+    /// The store decides, whatever this replica's memory says: a session it knows is revoked is
+    /// refused on every replica at once. A refresh token that was already rotated can only be a
+    /// stolen copy presented again: the whole session is revoked.
     pub(crate) async fn refresh(&self, token: &str) -> Result<TokenPair, AuthError> {
         if !self.revocations.is_loaded() {
             return Err(AuthError::NotReady);
@@ -269,49 +273,50 @@ impl Sessions {
             .tokens
             .verify_kind(token, TokenKind::Refresh, now)
             .map_err(AuthError::Token)?;
+        // Memory can say revoked, saving the store a trip; only the store can say it is not.
         if self.revocations.is_revoked(&claims, now) {
-            // Revoked, of a session that is not: a rotated token, reused.
-            if !self.revocations.is_session_revoked(&claims.sid) {
-                self.revoke_session(&claims).await?;
-                tracing::warn!(user_id = %claims.sub, "rotated refresh token reused: session revoked");
-            }
             return Err(AuthError::Token(TokenError::Revoked));
         }
-        let old = Revocation {
-            kind: RevocationKind::Token,
-            key: claims.jti.clone(),
-            expires_at: claims.exp,
-        };
         let pair = self.issue_pair(&claims.sub, &claims.username, &claims.sid, false);
-        let rotated = self
+        let rotation = self
             .store
             .rotate_refresh(
                 &claims.sid,
-                &old,
+                &claims.jti,
                 &pair.refresh_claims.jti,
                 pair.refresh_claims.exp,
             )
             .await?;
-        if !rotated {
-            self.revoke_session(&claims).await?;
-            tracing::warn!(user_id = %claims.sub, "refresh token reused: session revoked");
-            return Err(AuthError::Token(TokenError::Revoked));
+        match rotation {
+            Rotation::Rotated => {
+                self.counters.refreshes.inc();
+                Ok(pair)
+            }
+            Rotation::Revoked => Err(AuthError::Token(TokenError::Revoked)),
+            Rotation::Reused => {
+                self.end_session(&claims, None).await?;
+                tracing::warn!(user_id = %claims.sub, "refresh token reused: session revoked");
+                Err(AuthError::Token(TokenError::Revoked))
+            }
         }
-        self.revocations.insert(old);
-        self.counters.refreshes.inc();
-        Ok(pair)
     }
 
-    /// Ends the session of `claims` (an access or a refresh token of it).
+    /// Ends the session of `claims` (an access or a refresh token of it). A session the store
+    /// already knows is revoked is `Token has been revoked`, as is a refresh token that is not
+    /// the session's current one (it was rotated, so this is a copy: the session ends all the
+    /// same).
     pub(crate) async fn logout(&self, claims: &Claims) -> Result<(), AuthError> {
-        self.revoke_session(claims).await?;
-        tracing::info!(user_id = %claims.sub, "logged out");
-        Ok(())
+        let presented = (claims.kind == TokenKind::Refresh).then_some(claims.jti.as_str());
+        if self.end_session(claims, presented).await? {
+            tracing::info!(user_id = %claims.sub, "logged out");
+            return Ok(());
+        }
+        Err(AuthError::Token(TokenError::Revoked))
     }
 
     /// Ends every session of the user, this one included: "log out everywhere". Returns how many.
     pub(crate) async fn logout_all(&self, claims: &Claims) -> Result<usize, AuthError> {
-        let revoked = self.revoke_user_sessions(&claims.sub, None, None).await?;
+        let revoked = self.end_user_sessions(claims, false, None).await?;
         tracing::info!(user_id = %claims.sub, sessions = revoked, "logged out everywhere");
         Ok(revoked)
     }
@@ -375,37 +380,77 @@ impl Sessions {
             .await
             .map_err(|_| AuthError::Busy)?;
         let revoked = self
-            .revoke_user_sessions(&claims.sub, Some(&claims.sid), Some(&new_hash))
+            .end_user_sessions(claims, true, Some(&new_hash))
             .await?;
         tracing::info!(user_id = %claims.sub, sessions = revoked, "password changed");
         Ok(revoked)
     }
 
-    /// Writes the session's revocation to the store, then to memory.
-    async fn revoke_session(&self, claims: &Claims) -> Result<(), AuthError> {
-        let revocation = self.store.revoke_session(&claims.sid, claims.exp).await?;
-        self.revocations.insert(revocation);
-        self.counters.revocations.inc();
-        Ok(())
+    /// Revokes the session of `claims`, in the store, then in memory. True when this ended it
+    /// for the token presented; false when it was revoked already, or when `presented_refresh`
+    /// was not its current refresh token (a reuse, which ends it all the same).
+    async fn end_session(
+        &self,
+        claims: &Claims,
+        presented_refresh: Option<&str>,
+    ) -> Result<bool, AuthError> {
+        let now = unix_now();
+        let ending = self
+            .store
+            .end_session(&claims.sid, presented_refresh, now, self.hold_until(now))
+            .await?;
+        Ok(match ending {
+            Ending::Ended(revocation) => {
+                self.remember(revocation);
+                true
+            }
+            Ending::Reused(revocation) => {
+                self.remember(revocation);
+                tracing::warn!(user_id = %claims.sub, "rotated refresh token reused: session revoked");
+                false
+            }
+            Ending::AlreadyEnded => false,
+        })
     }
 
-    /// Store first, then memory, for every live session of the user but `keep_sid`.
-    async fn revoke_user_sessions(
+    /// Revokes every live session of the user of `claims` (but theirs, with `keep_asking`), in
+    /// the store, then in memory; with a new password hash, set in the same transaction. A
+    /// session the store knows is revoked cannot ask: `Token has been revoked`.
+    async fn end_user_sessions(
         &self,
-        user_id: &str,
-        keep_sid: Option<&str>,
+        claims: &Claims,
+        keep_asking: bool,
         new_password_hash: Option<&str>,
     ) -> Result<usize, AuthError> {
+        let now = unix_now();
         let revocations = self
             .store
-            .revoke_user_sessions(user_id, keep_sid, new_password_hash, unix_now())
-            .await?;
+            .end_user_sessions(UserSessionsEnd {
+                user_id: &claims.sub,
+                asking_sid: &claims.sid,
+                keep_asking,
+                new_password_hash,
+                now,
+                hold_until: self.hold_until(now),
+            })
+            .await?
+            .ok_or(AuthError::Token(TokenError::Revoked))?;
         let count = revocations.len();
         for revocation in revocations {
-            self.revocations.insert(revocation);
-            self.counters.revocations.inc();
+            self.remember(revocation);
         }
         Ok(count)
+    }
+
+    /// Until when a revocation made at `now` must be held: past the last access token of the
+    /// session. Refresh tokens need no entry, since the store checks each one.
+    fn hold_until(&self, now: u64) -> u64 {
+        now + self.window.as_secs()
+    }
+
+    fn remember(&self, revocation: Revocation) {
+        self.revocations.insert(revocation);
+        self.counters.revocations.inc();
     }
 }
 
@@ -426,6 +471,8 @@ mod tests {
         tokens: Arc<TokenService>,
         revocations: RevocationCache,
         counters: SessionCounters,
+        config: Config,
+        store: Store,
         _dir: tempfile::TempDir,
     }
 
@@ -458,7 +505,7 @@ parallelism = 1
         let counters = SessionCounters::default();
         let sessions = Sessions::new(
             &config,
-            store,
+            store.clone(),
             tokens.clone(),
             revocations.clone(),
             counters.clone(),
@@ -468,11 +515,27 @@ parallelism = 1
             tokens,
             revocations,
             counters,
+            config,
+            store,
             _dir: dir,
         }
     }
 
     impl Fixture {
+        /// Another replica on the same store, whose memory has heard of nothing yet.
+        fn replica(&self) -> (Sessions, RevocationCache) {
+            let revocations = RevocationCache::default();
+            revocations.mark_loaded();
+            let sessions = Sessions::new(
+                &self.config,
+                self.store.clone(),
+                self.tokens.clone(),
+                revocations.clone(),
+                SessionCounters::default(),
+            );
+            (sessions, revocations)
+        }
+
         async fn register(&self, name: &str) -> User {
             self.sessions
                 .register(name.into(), PASSWORD.into())
@@ -571,6 +634,98 @@ parallelism = 1
             assert!(!f.live(&pair.access));
         }
         assert!(f.live(&b.access), "another user's session");
+    }
+
+    #[tokio::test]
+    async fn the_store_refuses_to_refresh_a_session_it_knows_is_revoked_whatever_memory_says() {
+        let f = fixture("").await;
+        f.register("alice").await;
+        let (other, other_memory) = f.replica();
+        let (ended, ended_too) = (f.login("alice").await, f.login("alice").await);
+        let survivor = f.login("alice").await;
+
+        f.sessions.logout(&f.claims(&ended.access)).await.unwrap();
+        assert!(
+            !other_memory.is_revoked(&f.claims(&ended.access), unix_now()),
+            "the other replica has not heard"
+        );
+        assert!(revoked(other.refresh(&ended.refresh).await));
+
+        // Logout-all from one session, refresh of another on the replica that has not heard.
+        let asking = f.login("alice").await;
+        assert_eq!(
+            f.sessions
+                .logout_all(&f.claims(&asking.access))
+                .await
+                .unwrap(),
+            3
+        );
+        assert!(revoked(other.refresh(&ended_too.refresh).await));
+        assert!(revoked(other.refresh(&survivor.refresh).await));
+        assert!(other_memory.is_empty(), "the store decided, not memory");
+    }
+
+    #[tokio::test]
+    async fn a_session_the_store_knows_is_revoked_cannot_log_out_or_change_anything() {
+        let f = fixture("").await;
+        f.register("alice").await;
+        let (other, _) = f.replica();
+        let pair = f.login("alice").await;
+        f.sessions.logout(&f.claims(&pair.access)).await.unwrap();
+        let claims = f.claims(&pair.access);
+        assert!(revoked(other.logout(&claims).await));
+        assert!(revoked(other.logout_all(&claims).await));
+        assert!(revoked(
+            other
+                .change_password(&claims, PASSWORD.into(), "the second password".into())
+                .await
+        ));
+        assert!(
+            f.sessions.login("alice", PASSWORD.into()).await.is_ok(),
+            "the password did not change"
+        );
+        assert_eq!(
+            f.counters.revocations.get(),
+            1,
+            "one revocation, written once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_logout_with_a_rotated_refresh_token_ends_the_session_and_is_refused() {
+        let f = fixture("").await;
+        f.register("alice").await;
+        let first = f.login("alice").await;
+        let second = f.sessions.refresh(&first.refresh).await.unwrap();
+        assert!(revoked(f.sessions.logout(&f.claims(&first.refresh)).await));
+        assert!(!f.live(&second.access), "a stolen copy ends the session");
+        assert!(revoked(f.sessions.refresh(&second.refresh).await));
+    }
+
+    /// The store checks every refresh token, so memory holds a revocation only as long as one of
+    /// the session's access tokens can be presented, and nothing for rotated refresh tokens.
+    #[tokio::test]
+    async fn memory_holds_a_revocation_for_the_access_window_and_no_rotated_token() {
+        let f = fixture("").await;
+        f.register("alice").await;
+        let first = f.login("alice").await;
+        let second = f.sessions.refresh(&first.refresh).await.unwrap();
+        assert!(
+            f.revocations.is_empty(),
+            "a rotation writes nothing to memory"
+        );
+        let before = unix_now();
+        f.sessions.logout(&f.claims(&second.access)).await.unwrap();
+        let window = f.config.tokens.revocation_window().as_secs();
+        assert_eq!(
+            window,
+            15 * 60 + 60,
+            "access_ttl, no leeway, a minute of clock skew"
+        );
+        let claims = f.claims(&second.access);
+        assert!(f.revocations.is_revoked(&claims, before + window - 1));
+        assert!(!f.revocations.is_revoked(&claims, unix_now() + window + 1));
+        assert_eq!(f.revocations.len(), 1);
     }
 
     #[tokio::test]

@@ -6,6 +6,8 @@ mod postgres;
 mod sqlite;
 pub(crate) mod sync;
 
+use std::time::Duration;
+
 use crate::config::StoreConfig;
 use crate::core::revocation::Revocation;
 
@@ -50,6 +52,40 @@ pub(crate) struct User {
     pub(crate) id: String,
     pub(crate) username: String,
     pub(crate) password_hash: String,
+}
+
+/// How a refresh fared in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rotation {
+    /// The token presented was the session's current one; the new one has replaced it.
+    Rotated,
+    /// The session is revoked, or gone (expired and purged).
+    Revoked,
+    /// The session is live, but the token presented is not its current one: a rotated refresh
+    /// token presented again, or two refreshes racing with one token.
+    Reused,
+}
+
+/// How a request to end one session fared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Revoked now.
+    Ended(Revocation),
+    /// Revoked now, on a refresh token that was not the session's current one.
+    Reused(Revocation),
+    /// Revoked already, or gone: nothing was written.
+    AlreadyEnded,
+}
+
+/// What `end_user_sessions` is asked to do.
+pub(crate) struct UserSessionsEnd<'a> {
+    pub(crate) user_id: &'a str,
+    pub(crate) asking_sid: &'a str,
+    /// A password change keeps the session that asked for it; logout-all does not.
+    pub(crate) keep_asking: bool,
+    pub(crate) new_password_hash: Option<&'a str>,
+    pub(crate) now: u64,
+    pub(crate) hold_until: u64,
 }
 
 #[derive(Clone)]
@@ -113,18 +149,16 @@ impl Store {
         on_backend!(self, s => s.find_user_by_id(id).await)
     }
 
-    /// Revokes every live session of a user but `keep_sid`, durably and in one transaction, after
-    /// setting a new password hash if one is given. Returns the revocations as stored.
-    pub(crate) async fn revoke_user_sessions(
+    /// For logout-all and a password change asked by session `asking_sid`: in one transaction,
+    /// checks that session is live, sets `new_password_hash` if one is given, and revokes every
+    /// live session of the user (the asking one too unless `keep_asking`), each held in memory
+    /// until `hold_until`. `Ok(None)`: the asking session is revoked, and nothing was written.
+    pub(crate) async fn end_user_sessions(
         &self,
-        user_id: &str,
-        keep_sid: Option<&str>,
-        new_password_hash: Option<&str>,
-        now: u64,
-    ) -> Result<Vec<Revocation>, StoreError> {
-        on_backend!(self, s => s.revoke_user_sessions(user_id, keep_sid, new_password_hash, now).await)
+        end: UserSessionsEnd<'_>,
+    ) -> Result<Option<Vec<Revocation>>, StoreError> {
+        on_backend!(self, s => s.end_user_sessions(end).await)
     }
-
     /// Creates a login session, if the user's password hash is still `verified_hash`, the one
     /// the login was checked against: checked and created in one step, so that no login that
     /// verified a password outlives a change of it (a change revokes the sessions that exist when
@@ -140,38 +174,45 @@ impl Store {
         on_backend!(self, s => s.create_session(sid, user_id, verified_hash, refresh_jti, expires_at).await)
     }
 
-    /// Makes `new_jti` the session's refresh token if `old.key` still is, and records `old` as
-    /// revoked, in one transaction. `Ok(false)` means `old` was not current: it was reused.
+    /// Makes `new_jti` the session's refresh token, if the session is live and `old_jti` is its
+    /// refresh token now: one statement, so a refresh costs the store one round trip.
     pub(crate) async fn rotate_refresh(
         &self,
         sid: &str,
-        old: &Revocation,
+        old_jti: &str,
         new_jti: &str,
         new_expires_at: u64,
-    ) -> Result<bool, StoreError> {
-        on_backend!(self, s => s.rotate_refresh(sid, old, new_jti, new_expires_at).await)
+    ) -> Result<Rotation, StoreError> {
+        on_backend!(self, s => s.rotate_refresh(sid, old_jti, new_jti, new_expires_at).await)
     }
 
-    /// Durably revokes a session until the later of `at_least` and the session's own expiry, and
-    /// returns the revocation as stored.
-    pub(crate) async fn revoke_session(
+    /// Revokes a session at `now`, in its row and as a revocation held in memory until
+    /// `hold_until`, in one transaction. With `presented_refresh`, the refresh token the logout
+    /// came with: one that is not the session's current one was reused, and the session is
+    /// revoked all the same.
+    pub(crate) async fn end_session(
         &self,
         sid: &str,
-        at_least: u64,
-    ) -> Result<Revocation, StoreError> {
-        on_backend!(self, s => s.revoke_session(sid, at_least).await)
+        presented_refresh: Option<&str>,
+        now: u64,
+        hold_until: u64,
+    ) -> Result<Ending, StoreError> {
+        on_backend!(self, s => s.end_session(sid, presented_refresh, now, hold_until).await)
     }
 
     /// Hands `sink` every revocation still in force at `now` (unix seconds) and written at or after
-    /// `since_ms` on the store's clock (`0`: all of them), streamed rather than collected; returns
-    /// the store's clock when the read began, where the next catch-up starts.
+    /// `since_ms` on the store's clock (`0`: all of them) and within the last `window` (older ones
+    /// cover no access token still valid, whatever their expiry says: rows written before the
+    /// store decided refreshes were held as long as the session), streamed rather than collected.
+    /// Returns the store's clock when the read began, where the next catch-up starts.
     pub(crate) async fn revocations_since(
         &self,
         since_ms: i64,
+        window: Duration,
         now: u64,
         sink: &mut (dyn FnMut(Revocation) + Send),
     ) -> Result<i64, StoreError> {
-        on_backend!(self, s => s.revocations_since(since_ms, now, sink).await)
+        on_backend!(self, s => s.revocations_since(since_ms, window, now, sink).await)
     }
 
     /// Forgets revocations and sessions that can no longer matter.

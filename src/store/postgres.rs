@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
-use super::{StoreError, User};
+use super::{Ending, Rotation, StoreError, User, UserSessionsEnd};
 use crate::core::revocation::{Revocation, RevocationKind};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -117,96 +117,117 @@ impl PgStore {
         Ok(created == 1)
     }
 
+    /// One statement, so the check that the session is live adds no round trip to a refresh;
+    /// when it changes nothing, a read tells why.
     pub(crate) async fn rotate_refresh(
         &self,
         sid: &str,
-        old: &Revocation,
+        old_jti: &str,
         new_jti: &str,
         new_expires_at: u64,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<Rotation, StoreError> {
         let updated = sqlx::query(
             "UPDATE sessions SET refresh_jti = $1, expires_at = GREATEST(expires_at, $2) \
-             WHERE sid = $3 AND refresh_jti = $4",
+             WHERE sid = $3 AND refresh_jti = $4 AND revoked_at IS NULL",
         )
         .bind(new_jti)
         .bind(new_expires_at as i64)
         .bind(sid)
-        .bind(&old.key)
-        .execute(&mut *tx)
+        .bind(old_jti)
+        .execute(&self.pool)
         .await?
         .rows_affected();
-        if updated != 1 {
-            tx.rollback().await?;
-            return Ok(false);
+        if updated == 1 {
+            return Ok(Rotation::Rotated);
         }
-        insert_revocation(&mut tx, old).await?;
-        tx.commit().await?;
-        Ok(true)
+        let live: Option<bool> =
+            sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE sid = $1")
+                .bind(sid)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match live {
+            Some(true) => Rotation::Reused,
+            Some(false) | None => Rotation::Revoked,
+        })
     }
 
-    pub(crate) async fn revoke_session(
+    /// `FOR UPDATE` holds the row, so a refresh waits for this revocation and then fails.
+    pub(crate) async fn end_session(
         &self,
         sid: &str,
-        at_least: u64,
-    ) -> Result<Revocation, StoreError> {
+        presented_refresh: Option<&str>,
+        now: u64,
+        hold_until: u64,
+    ) -> Result<Ending, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let session_expiry: Option<i64> =
-            sqlx::query_scalar("SELECT expires_at FROM sessions WHERE sid = $1")
-                .bind(sid)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let revocation = Revocation {
-            kind: RevocationKind::Session,
-            key: sid.to_string(),
-            expires_at: at_least.max(session_expiry.unwrap_or(0).max(0) as u64),
+        let row: Option<(String, bool)> = sqlx::query_as(
+            "SELECT refresh_jti, revoked_at IS NULL FROM sessions WHERE sid = $1 FOR UPDATE",
+        )
+        .bind(sid)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((current, true)) = row else {
+            tx.rollback().await?;
+            return Ok(Ending::AlreadyEnded);
         };
-        insert_revocation(&mut tx, &revocation).await?;
+        let revocation = revoke(&mut tx, sid, now, hold_until).await?;
         tx.commit().await?;
-        Ok(revocation)
+        Ok(match presented_refresh {
+            Some(jti) if jti != current => Ending::Reused(revocation),
+            _ => Ending::Ended(revocation),
+        })
     }
 
-    pub(crate) async fn revoke_user_sessions(
+    /// Locks the user's row first and the sessions' rows after, the order every transaction that
+    /// takes both keeps (a login's `create_session` reads the user's row `FOR SHARE`), so two
+    /// password changes of one user cannot deadlock.
+    pub(crate) async fn end_user_sessions(
         &self,
-        user_id: &str,
-        keep_sid: Option<&str>,
-        new_password_hash: Option<&str>,
-        now: u64,
-    ) -> Result<Vec<Revocation>, StoreError> {
+        end: UserSessionsEnd<'_>,
+    ) -> Result<Option<Vec<Revocation>>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(hash) = new_password_hash {
+        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+            .bind(end.user_id)
+            .execute(&mut *tx)
+            .await?;
+        let asking_live: Option<bool> =
+            sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE sid = $1 FOR UPDATE")
+                .bind(end.asking_sid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if asking_live != Some(true) {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        if let Some(hash) = end.new_password_hash {
             sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(hash)
-                .bind(user_id)
+                .bind(end.user_id)
                 .execute(&mut *tx)
                 .await?;
         }
-        let sessions: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT sid, expires_at FROM sessions WHERE user_id = $1 AND expires_at > $2 AND sid <> $3 \
-             AND sid NOT IN (SELECT key FROM revocations WHERE kind = 'session')",
+        let sids: Vec<String> = sqlx::query_scalar(
+            "SELECT sid FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             AND NOT (sid = $3 AND $4) FOR UPDATE",
         )
-        .bind(user_id)
-        .bind(now as i64)
-        .bind(keep_sid.unwrap_or(""))
+        .bind(end.user_id)
+        .bind(end.now as i64)
+        .bind(end.asking_sid)
+        .bind(end.keep_asking)
         .fetch_all(&mut *tx)
         .await?;
-        let mut revoked = Vec::with_capacity(sessions.len());
-        for (sid, expires_at) in sessions {
-            let revocation = Revocation {
-                kind: RevocationKind::Session,
-                key: sid,
-                expires_at: expires_at.max(0) as u64,
-            };
-            insert_revocation(&mut tx, &revocation).await?;
-            revoked.push(revocation);
+        let mut revoked = Vec::with_capacity(sids.len());
+        for sid in sids {
+            revoked.push(revoke(&mut tx, &sid, end.now, end.hold_until).await?);
         }
         tx.commit().await?;
-        Ok(revoked)
+        Ok(Some(revoked))
     }
 
     pub(crate) async fn revocations_since(
         &self,
         since_ms: i64,
+        window: Duration,
         now: u64,
         sink: &mut (dyn FnMut(Revocation) + Send),
     ) -> Result<i64, StoreError> {
@@ -214,6 +235,7 @@ impl PgStore {
         let as_of_ms: i64 = sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
             .fetch_one(&self.pool)
             .await?;
+        let since_ms = since_ms.max(as_of_ms - window.as_millis() as i64);
         let mut rows = sqlx::query(
             "SELECT kind, key, expires_at FROM revocations WHERE updated_ms >= $1 AND expires_at > $2",
         )
@@ -258,10 +280,24 @@ impl PgStore {
     }
 }
 
-async fn insert_revocation(
+/// Marks the session revoked at `now` and records its revocation, held until `hold_until`, and
+/// announces it to the other replicas.
+async fn revoke(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    r: &Revocation,
-) -> Result<(), StoreError> {
+    sid: &str,
+    now: u64,
+    hold_until: u64,
+) -> Result<Revocation, StoreError> {
+    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE sid = $2")
+        .bind(now as i64)
+        .bind(sid)
+        .execute(&mut **tx)
+        .await?;
+    let r = Revocation {
+        kind: RevocationKind::Session,
+        key: sid.to_string(),
+        expires_at: hold_until,
+    };
     sqlx::query(&format!(
         "INSERT INTO revocations (kind, key, expires_at, updated_ms) VALUES ($1, $2, $3, {NOW_MS}) \
          ON CONFLICT (kind, key) DO UPDATE \
@@ -278,7 +314,7 @@ async fn insert_revocation(
         .bind(format!("{}:{}:{}", r.kind.as_str(), r.expires_at, r.key))
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    Ok(r)
 }
 
 /// What the revocation feed hears.
@@ -340,7 +376,7 @@ async fn connect_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-/// `kind:expires_at:key`, as written by `insert_revocation`.
+/// `kind:expires_at:key`, as written by `revoke`.
 fn parse_payload(payload: &str) -> Option<Revocation> {
     let mut parts = payload.splitn(3, ':');
     Some(Revocation {
@@ -363,5 +399,9 @@ mod tests {
         assert!(parse_payload("bogus:1:x").is_none());
         assert!(parse_payload("token:notanumber:x").is_none());
         assert!(parse_payload("token:1").is_none());
+        assert!(
+            parse_payload("token:1700000000:abc").is_none(),
+            "older replicas' rotated tokens are not revocations any more"
+        );
     }
 }

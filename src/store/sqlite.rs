@@ -9,7 +9,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{StoreError, User};
+use super::{Ending, Rotation, StoreError, User, UserSessionsEnd};
 use crate::core::revocation::{Revocation, RevocationKind};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -121,94 +121,102 @@ impl SqliteStore {
         Ok(created == 1)
     }
 
+    /// A single statement is a transaction of its own; when it changes nothing, a read tells why.
     pub(crate) async fn rotate_refresh(
         &self,
         sid: &str,
-        old: &Revocation,
+        old_jti: &str,
         new_jti: &str,
         new_expires_at: u64,
-    ) -> Result<bool, StoreError> {
-        // IMMEDIATE: the write lock is taken at the start, waiting (busy_timeout) for another
-        // writer to finish. A deferred transaction that reads first and writes later fails at
-        // once with "database is locked" when another connection wrote in between.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+    ) -> Result<Rotation, StoreError> {
         let updated = sqlx::query(
             "UPDATE sessions SET refresh_jti = ?, expires_at = MAX(expires_at, ?) \
-             WHERE sid = ? AND refresh_jti = ?",
+             WHERE sid = ? AND refresh_jti = ? AND revoked_at IS NULL",
         )
         .bind(new_jti)
         .bind(new_expires_at as i64)
         .bind(sid)
-        .bind(&old.key)
-        .execute(&mut *tx)
+        .bind(old_jti)
+        .execute(&self.pool)
         .await?
         .rows_affected();
-        if updated != 1 {
-            tx.rollback().await?;
-            return Ok(false);
+        if updated == 1 {
+            return Ok(Rotation::Rotated);
         }
-        insert_revocation(&mut tx, old).await?;
-        tx.commit().await?;
-        Ok(true)
+        let live: Option<bool> =
+            sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE sid = ?")
+                .bind(sid)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match live {
+            Some(true) => Rotation::Reused,
+            Some(false) | None => Rotation::Revoked,
+        })
     }
 
-    pub(crate) async fn revoke_session(
+    pub(crate) async fn end_session(
         &self,
         sid: &str,
-        at_least: u64,
-    ) -> Result<Revocation, StoreError> {
+        presented_refresh: Option<&str>,
+        now: u64,
+        hold_until: u64,
+    ) -> Result<Ending, StoreError> {
+        // IMMEDIATE: the write lock is taken at the start, waiting (busy_timeout) for another
+        // writer to finish. A deferred transaction that reads first and writes later fails at
+        // once with "database is locked" when another connection wrote in between.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let session_expiry: Option<i64> =
-            sqlx::query_scalar("SELECT expires_at FROM sessions WHERE sid = ?")
+        let row: Option<(String, bool)> =
+            sqlx::query_as("SELECT refresh_jti, revoked_at IS NULL FROM sessions WHERE sid = ?")
                 .bind(sid)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let revocation = Revocation {
-            kind: RevocationKind::Session,
-            key: sid.to_string(),
-            expires_at: at_least.max(session_expiry.unwrap_or(0).max(0) as u64),
+        let Some((current, true)) = row else {
+            return Ok(Ending::AlreadyEnded);
         };
-        insert_revocation(&mut tx, &revocation).await?;
+        let revocation = revoke(&mut tx, sid, now, hold_until).await?;
         tx.commit().await?;
-        Ok(revocation)
+        Ok(match presented_refresh {
+            Some(jti) if jti != current => Ending::Reused(revocation),
+            _ => Ending::Ended(revocation),
+        })
     }
 
-    pub(crate) async fn revoke_user_sessions(
+    pub(crate) async fn end_user_sessions(
         &self,
-        user_id: &str,
-        keep_sid: Option<&str>,
-        new_password_hash: Option<&str>,
-        now: u64,
-    ) -> Result<Vec<Revocation>, StoreError> {
+        end: UserSessionsEnd<'_>,
+    ) -> Result<Option<Vec<Revocation>>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(hash) = new_password_hash {
+        let asking_live: Option<bool> =
+            sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE sid = ?")
+                .bind(end.asking_sid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if asking_live != Some(true) {
+            return Ok(None);
+        }
+        if let Some(hash) = end.new_password_hash {
             sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
                 .bind(hash)
-                .bind(user_id)
+                .bind(end.user_id)
                 .execute(&mut *tx)
                 .await?;
         }
-        let sessions: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT sid, expires_at FROM sessions WHERE user_id = ? AND expires_at > ? AND sid <> ? \
-             AND sid NOT IN (SELECT key FROM revocations WHERE kind = 'session')",
+        let sids: Vec<String> = sqlx::query_scalar(
+            "SELECT sid FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? \
+             AND NOT (sid = ? AND ?)",
         )
-        .bind(user_id)
-        .bind(now as i64)
-        .bind(keep_sid.unwrap_or(""))
+        .bind(end.user_id)
+        .bind(end.now as i64)
+        .bind(end.asking_sid)
+        .bind(end.keep_asking)
         .fetch_all(&mut *tx)
         .await?;
-        let mut revoked = Vec::with_capacity(sessions.len());
-        for (sid, expires_at) in sessions {
-            let revocation = Revocation {
-                kind: RevocationKind::Session,
-                key: sid,
-                expires_at: expires_at.max(0) as u64,
-            };
-            insert_revocation(&mut tx, &revocation).await?;
-            revoked.push(revocation);
+        let mut revoked = Vec::with_capacity(sids.len());
+        for sid in sids {
+            revoked.push(revoke(&mut tx, &sid, end.now, end.hold_until).await?);
         }
         tx.commit().await?;
-        Ok(revoked)
+        Ok(Some(revoked))
     }
 
     /// Rows come back in batches of up to 8192 revocations glued into one string each: sqlx hands
@@ -217,6 +225,7 @@ impl SqliteStore {
     pub(crate) async fn revocations_since(
         &self,
         since_ms: i64,
+        window: Duration,
         now: u64,
         sink: &mut (dyn FnMut(Revocation) + Send),
     ) -> Result<i64, StoreError> {
@@ -224,6 +233,7 @@ impl SqliteStore {
         let as_of_ms: i64 = sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
             .fetch_one(&self.pool)
             .await?;
+        let since_ms = since_ms.max(as_of_ms - window.as_millis() as i64);
         // Keys are ids without control characters; ASCII record and unit separators split them.
         let mut batches = sqlx::query(
             "SELECT kind, group_concat(key || char(31) || expires_at, char(30)) FROM revocations \
@@ -268,19 +278,134 @@ impl SqliteStore {
     }
 }
 
-async fn insert_revocation(
+/// Marks the session revoked at `now` and records its revocation, held until `hold_until`.
+async fn revoke(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    r: &Revocation,
-) -> Result<(), StoreError> {
+    sid: &str,
+    now: u64,
+    hold_until: u64,
+) -> Result<Revocation, StoreError> {
+    sqlx::query("UPDATE sessions SET revoked_at = ? WHERE sid = ?")
+        .bind(now as i64)
+        .bind(sid)
+        .execute(&mut **tx)
+        .await?;
+    let revocation = Revocation {
+        kind: RevocationKind::Session,
+        key: sid.to_string(),
+        expires_at: hold_until,
+    };
     sqlx::query(&format!(
         "INSERT INTO revocations (kind, key, expires_at, updated_ms) VALUES (?, ?, ?, {NOW_MS}) \
          ON CONFLICT (kind, key) DO UPDATE \
          SET expires_at = MAX(expires_at, excluded.expires_at), updated_ms = excluded.updated_ms"
     ))
-    .bind(r.kind.as_str())
-    .bind(&r.key)
-    .bind(r.expires_at as i64)
+    .bind(revocation.kind.as_str())
+    .bind(&revocation.key)
+    .bind(revocation.expires_at as i64)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(revocation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store as the version before `0002` left it: its schema, a live session, a logged-out
+    /// one, and a rotated refresh token revoked on its own.
+    async fn store_from_before_0002(dir: &Path) -> SqliteStore {
+        let store = SqliteStore::connect(&dir.join("old.db")).unwrap();
+        let first = dir.join("first-migration");
+        std::fs::create_dir(&first).unwrap();
+        let name = "0001_init.sql";
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        std::fs::copy(source.join(name), first.join(name)).unwrap();
+        sqlx::migrate::Migrator::new(first.as_path())
+            .await
+            .unwrap()
+            .run(&store.pool)
+            .await
+            .unwrap();
+        let far = crate::core::token::unix_now() as i64 + 86_400;
+        for statement in [
+            "INSERT INTO users VALUES ('u1', 'alice', 'alice', 'hash', 0)".to_string(),
+            format!("INSERT INTO sessions VALUES ('live', 'u1', 'jti-live', {far})"),
+            format!("INSERT INTO sessions VALUES ('out', 'u1', 'jti-out', {far})"),
+            format!("INSERT INTO revocations VALUES ('session', 'out', {far}, {NOW_MS})"),
+            format!("INSERT INTO revocations VALUES ('token', 'jti-old', {far}, {NOW_MS})"),
+        ] {
+            sqlx::query(&statement).execute(&store.pool).await.unwrap();
+        }
+        store
+    }
+
+    #[tokio::test]
+    async fn sessions_logged_out_before_the_upgrade_stay_unrefreshable_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_from_before_0002(dir.path()).await;
+        store.migrate().await.unwrap();
+        assert_eq!(
+            store
+                .rotate_refresh("out", "jti-out", "new", 1)
+                .await
+                .unwrap(),
+            Rotation::Revoked
+        );
+        assert_eq!(
+            store
+                .rotate_refresh("live", "jti-live", "new", 1)
+                .await
+                .unwrap(),
+            Rotation::Rotated
+        );
+        assert_eq!(
+            store
+                .rotate_refresh("live", "jti-live", "newer", 1)
+                .await
+                .unwrap(),
+            Rotation::Reused
+        );
+        let tokens: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM revocations WHERE kind = 'token'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(tokens, 0, "rotated tokens need no rows now");
+    }
+
+    /// A revocation written longer ago than the access window covers no access token still
+    /// valid, whatever its expiry says (rows from before the upgrade were kept for as long as
+    /// their session): start-up does not load it.
+    #[tokio::test]
+    async fn only_revocations_written_within_the_window_are_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_from_before_0002(dir.path()).await;
+        store.migrate().await.unwrap();
+        let now = crate::core::token::unix_now();
+        let recent = store
+            .end_session("live", None, now, now + 960)
+            .await
+            .unwrap();
+        assert!(matches!(recent, Ending::Ended(_)));
+        sqlx::query("UPDATE revocations SET updated_ms = updated_ms - 7200000 WHERE key = 'out'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let mut loaded = Vec::new();
+        let mut sink = |r: Revocation| loaded.push(r.key);
+        store
+            .revocations_since(0, Duration::from_secs(960), now, &mut sink)
+            .await
+            .unwrap();
+        assert_eq!(loaded, ["live"]);
+        let mut everything = Vec::new();
+        let mut sink = |r: Revocation| everything.push(r.key);
+        store
+            .revocations_since(0, Duration::from_secs(3 * 3600), now, &mut sink)
+            .await
+            .unwrap();
+        everything.sort();
+        assert_eq!(everything, ["live", "out"]);
+    }
 }

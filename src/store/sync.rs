@@ -13,13 +13,20 @@ use crate::store::{ListenerEvent, Store};
 const CATCH_UP_OVERLAP_MS: i64 = 30_000;
 /// How often revocations whose tokens have all expired are dropped from memory.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-/// How often expired revocations and sessions are deleted from the store.
-const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often expired revocations and sessions are deleted from the store: revocations expire a
+/// few minutes after they are written, and the table stays as small as memory.
+const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Runs until aborted: loads `revocations` from `store`, marks them loaded, then follows the store
-/// (announcements, and a catch-up every `catch_up_interval`).
-pub(crate) async fn run(store: Store, revocations: RevocationCache, catch_up_interval: Duration) {
-    let mut since_ms = initial_load(&store, &revocations).await;
+/// (announcements, and a catch-up every `catch_up_interval`). Only revocations written within
+/// `window` (`TokenConfig::revocation_window`) can still cover an access token.
+pub(crate) async fn run(
+    store: Store,
+    revocations: RevocationCache,
+    catch_up_interval: Duration,
+    window: Duration,
+) {
+    let mut since_ms = initial_load(&store, &revocations, window).await;
     let mut listener = store.listener();
     let mut catch_up = tokio::time::interval(catch_up_interval);
     catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -40,7 +47,7 @@ pub(crate) async fn run(store: Store, revocations: RevocationCache, catch_up_int
             Some(ListenerEvent::Revoked(revocation)) => revocations.insert(revocation),
             // Connected (again), or the periodic tick: read what changed since the last look.
             Some(ListenerEvent::Connected) | None => {
-                if let Some(as_of_ms) = apply(&store, &revocations, since_ms).await {
+                if let Some(as_of_ms) = apply(&store, &revocations, since_ms, window).await {
                     since_ms = as_of_ms - CATCH_UP_OVERLAP_MS;
                 }
             }
@@ -60,7 +67,7 @@ pub(crate) async fn run(store: Store, revocations: RevocationCache, catch_up_int
 
 /// Migrates and loads every unexpired revocation, retrying until the store answers; then marks the
 /// revocations loaded (the gate is ready). Returns where the first catch-up starts.
-async fn initial_load(store: &Store, revocations: &RevocationCache) -> i64 {
+async fn initial_load(store: &Store, revocations: &RevocationCache, window: Duration) -> i64 {
     let mut delay = Duration::from_millis(200);
     loop {
         let mut count = 0usize;
@@ -70,7 +77,9 @@ async fn initial_load(store: &Store, revocations: &RevocationCache) -> i64 {
                     revocations.insert(revocation);
                     count += 1;
                 };
-                store.revocations_since(0, unix_now(), &mut sink).await
+                store
+                    .revocations_since(0, window, unix_now(), &mut sink)
+                    .await
             }
             Err(e) => Err(e),
         };
@@ -90,10 +99,15 @@ async fn initial_load(store: &Store, revocations: &RevocationCache) -> i64 {
 }
 
 /// One catch-up; `None` when the store did not answer (the next tick tries again).
-async fn apply(store: &Store, revocations: &RevocationCache, since_ms: i64) -> Option<i64> {
+async fn apply(
+    store: &Store,
+    revocations: &RevocationCache,
+    since_ms: i64,
+    window: Duration,
+) -> Option<i64> {
     let mut sink = |revocation| revocations.insert(revocation);
     match store
-        .revocations_since(since_ms, unix_now(), &mut sink)
+        .revocations_since(since_ms, window, unix_now(), &mut sink)
         .await
     {
         Ok(as_of_ms) => Some(as_of_ms),

@@ -1,27 +1,38 @@
 //! A TCP relay between authgate and its database that a test can cut and restore, to see what
-//! authgate does when the store goes away and comes back.
+//! authgate does when the store goes away and comes back; or that holds back what the database
+//! sends on some connections only (a slow network on one of them), until released.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 pub struct TcpRelay {
     pub addr: SocketAddr,
     up: Arc<watch::Sender<bool>>,
+    holding: Arc<watch::Sender<bool>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl TcpRelay {
     pub async fn start(target: SocketAddr) -> TcpRelay {
+        TcpRelay::start_holding(target, None).await
+    }
+
+    /// A relay that, while `hold` is on, holds back what the server sends on every connection
+    /// whose client has sent `marker` (PostgreSQL's `LISTEN`, say), and passes the rest.
+    pub async fn start_holding(target: SocketAddr, marker: Option<&'static [u8]>) -> TcpRelay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(watch::Sender::new(true));
-        let up2 = up.clone();
+        let holding = Arc::new(watch::Sender::new(false));
+        let (up2, holding2) = (up.clone(), holding.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     continue;
                 };
                 if !*up2.borrow() {
@@ -29,18 +40,34 @@ impl TcpRelay {
                     continue;
                 }
                 let mut down = up2.subscribe();
+                let hold = holding2.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = relay(inbound, outbound, marker, hold) => {}
                         _ = down.wait_for(|&up| !up) => {}
                     }
                 });
             }
         });
-        TcpRelay { addr, up, task }
+        TcpRelay {
+            addr,
+            up,
+            holding,
+            task,
+        }
+    }
+
+    /// Holds back what the server sends on marked connections, from now until `release`.
+    pub fn hold(&self) {
+        self.holding.send_replace(true);
+    }
+
+    /// Lets what was held back through, and all that follows.
+    pub fn release(&self) {
+        self.holding.send_replace(false);
     }
 
     /// Drops every relayed connection and refuses new ones until `restore`.
@@ -57,5 +84,56 @@ impl Drop for TcpRelay {
     fn drop(&mut self) {
         self.cut();
         self.task.abort();
+    }
+}
+
+/// Copies both ways; on a connection marked by what its client sent, each piece from the server
+/// waits while `hold` is on.
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    marker: Option<&'static [u8]>,
+    mut hold: watch::Receiver<bool>,
+) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let marked = Arc::new(AtomicBool::new(false));
+    let marked_up = marked.clone();
+    let upward = async move {
+        let mut buffer = vec![0; 16 * 1024];
+        loop {
+            let n = match client_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Marked before the server can answer: the bytes are forwarded after this.
+            if let Some(marker) = marker {
+                if buffer[..n].windows(marker.len()).any(|w| w == marker) {
+                    marked_up.store(true, Ordering::SeqCst);
+                }
+            }
+            if server_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let downward = async move {
+        let mut buffer = vec![0; 16 * 1024];
+        loop {
+            let n = match server_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if marked.load(Ordering::SeqCst) && hold.wait_for(|&h| !h).await.is_err() {
+                return;
+            }
+            if client_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = upward => {}
+        _ = downward => {}
     }
 }
