@@ -8,7 +8,9 @@
 //! Run it with `bench/load.sh` (which installs wrk and nginx and makes the profile-guided release
 //! build of authgate). The same binary, started as `loadbench upstream`, is the fast upstream, so
 //! its CPU is counted apart from the load generator's; started as `loadbench train BINARY`, it is
-//! the training run of that build (`bench/pgo.sh`).
+//! the training run of that build (`bench/pgo.sh`); as `loadbench logouts BINARY before|after`, it
+//! measures start-up and memory after a month of logouts; as `loadbench refreshes BINARY
+//! [POSTGRES_URL]`, the time a refresh takes (BENCHMARKS.md).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener as StdListener, TcpStream};
@@ -37,6 +39,13 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match (args.get(1).map(String::as_str), args.get(2), args.get(3)) {
         (Some("upstream"), None, None) => return run_upstream(),
+        (Some("logouts"), Some(binary), Some(written)) => {
+            let count = args.get(4).map_or(Some(1_000_000), |n| n.parse().ok());
+            return logouts(Path::new(binary), written, count.unwrap_or_else(|| usage()));
+        }
+        (Some("refreshes"), Some(binary), database) => {
+            return refreshes(Path::new(binary), database.map(String::as_str));
+        }
         (Some("train"), Some(binary), seconds) => {
             let seconds = seconds.map_or(Some(8), |s| s.parse().ok());
             return train(Path::new(binary), seconds.unwrap_or_else(|| usage()));
@@ -68,6 +77,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: loadbench [--duration SECONDS] [--connections N] [--threads N] [--authgate BINARY]\n\
          \x20      loadbench train BINARY [SECONDS]\n\
+         \x20      loadbench logouts BINARY before|after [COUNT]\n\
+         \x20      loadbench refreshes BINARY [POSTGRES_URL]\n\
          \x20      loadbench upstream"
     );
     std::process::exit(2);
@@ -856,4 +867,156 @@ fn seed_revocations(store: &Path, count: u64) -> u64 {
             .unwrap();
         total as u64
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// A month of logouts.
+
+/// Start-up to ready and resident memory with a store that holds what a month of `count` logouts
+/// left in it (defaults: access_ttl 15 min, refresh_ttl 30 days), as `written` says they were
+/// stored: `before`, held until the session's refresh token would expire (each session logged in
+/// up to a day before its logout), as authgate did until the store decided every refresh; `after`,
+/// held for the access window only (access_ttl + 60 s). Rows already expired are left out, as the
+/// periodic purge would have deleted them.
+fn logouts(binary: &Path, written: &str, count: u64) {
+    let hold = match written {
+        "before" => "t - (x % 86400) + 2592000",
+        "after" => "t + 960",
+        _ => usage(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_upstream, upstream_port) = start_upstream();
+    let gate_port = free_port();
+    let config = write_config(dir.path(), gate_port, upstream_port);
+    let empty_rss = {
+        let gate = start_authgate(binary, &config);
+        wait_ready(gate_port);
+        rss_mib(gate.child.id())
+    };
+    let store = dir.path().join("authgate.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows = runtime.block_on(async {
+        use sqlx::Connection;
+        let mut db = sqlx::SqliteConnection::connect(&format!("sqlite:{}", store.display()))
+            .await
+            .unwrap();
+        // Logout x happened at t, spread evenly over the 30 days before now.
+        sqlx::query(&format!(
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1), \
+             logouts(x, t, h) AS (SELECT x, unixepoch() - x * 2592000 / ?1, lower(hex(randomblob(16))) FROM n) \
+             INSERT OR IGNORE INTO revocations (kind, key, expires_at, updated_ms) \
+             SELECT 'session', substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-' || substr(h, 13, 4) || '-' \
+             || substr(h, 17, 4) || '-' || substr(h, 21, 12), {hold}, t * 1000 FROM logouts \
+             WHERE {hold} > unixepoch()"
+        ))
+        .bind(count as i64)
+        .execute(&mut db)
+        .await
+        .unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM revocations")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        rows
+    });
+    let gate = start_authgate(binary, &config);
+    let ready = wait_ready(gate_port);
+    println!(
+        "{count} logouts over 30 days, stored as {written}: {rows} revocation rows in force; \
+         start-up to ready {:.2} s, RSS {:.1} MiB (empty store: {empty_rss:.1} MiB); authgate is {}",
+        ready.as_secs_f64(),
+        rss_mib(gate.child.id()),
+        binary.display()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refreshes, one after another.
+
+/// How long a refresh takes, one at a time on a new connection each: 2000 in a row, each with the
+/// refresh token the one before returned. On SQLite, or on a fresh database of the PostgreSQL
+/// server at `database` (dropped afterwards). The store's part is what changes between builds.
+fn refreshes(binary: &Path, database: Option<&str>) {
+    const COUNT: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let (_upstream, upstream_port) = start_upstream();
+    let gate_port = free_port();
+    let config = write_config(dir.path(), gate_port, upstream_port);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fresh = database.map(|server| {
+        let name = format!("loadbench_{}", std::process::id());
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut admin = sqlx::PgConnection::connect(server).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        });
+        let (base, _) = server
+            .rsplit_once('/')
+            .expect("a URL that names a database");
+        let url = format!("{base}/{name}");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let store = text.lines().find(|l| l.starts_with("path = ")).unwrap();
+        std::fs::write(&config, text.replace(store, &format!("url = \"{url}\""))).unwrap();
+        (server.to_string(), name)
+    });
+    {
+        let _gate = start_authgate(binary, &config);
+        wait_ready(gate_port);
+        let credentials = r#"{"username":"refresher","password":"a perfectly fine password"}"#;
+        let json = [("Content-Type", "application/json")];
+        assert_eq!(
+            http(gate_port, "POST", "/register", &json, credentials).0,
+            201
+        );
+        let (status, body) = http(gate_port, "POST", "/login", &json, credentials);
+        assert_eq!(status, 200);
+        let mut refresh = json_field(&body, "refresh_token");
+        let mut took = Vec::with_capacity(COUNT);
+        for _ in 0..COUNT {
+            let bearer = format!("Bearer {refresh}");
+            let start = Instant::now();
+            let (status, body) = http(
+                gate_port,
+                "POST",
+                "/refresh",
+                &[("Authorization", &bearer)],
+                "",
+            );
+            took.push(start.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(status, 200, "{body}");
+            refresh = json_field(&body, "refresh_token");
+        }
+        took.sort_by(f64::total_cmp);
+        println!(
+            "{COUNT} refreshes on {}: median {:.3} ms, p90 {:.3} ms, p99 {:.3} ms; authgate is {}",
+            if fresh.is_some() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            },
+            took[COUNT / 2],
+            took[COUNT * 9 / 10],
+            took[COUNT * 99 / 100],
+            binary.display()
+        );
+    }
+    if let Some((server, name)) = fresh {
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        });
+    }
 }

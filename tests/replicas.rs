@@ -487,3 +487,71 @@ async fn a_session_revoked_on_one_replica_is_refused_a_refresh_on_another_that_h
     drop((a, b));
     cluster.finish().await;
 }
+
+/// Two password changes of one user at once, on two replicas, from two sessions: each would end
+/// the other's session. Transactions lock the user's row before any session's, so they take turns
+/// rather than deadlock, and the second finds its session ended: one 200, one 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_test_database,
+    ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
+)]
+async fn two_password_changes_at_once_on_two_replicas_leave_exactly_one_winner() {
+    let Some(cluster) =
+        Cluster::start("two_password_changes_at_once_on_two_replicas_leave_exactly_one_winner")
+            .await
+    else {
+        return;
+    };
+    // Hashing slow enough that both requests are past their token check before either writes.
+    let config = cluster.config(&cluster.db.url);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("memory_kib = 1024", "memory_kib = 16384"),
+    )
+    .unwrap();
+    let replicas = [Process::start(&config), Process::start(&config)];
+    for r in &replicas {
+        wait_ready(r.addr).await;
+    }
+    let (a, b) = (&replicas[0], &replicas[1]);
+    for round in 0..5 {
+        let name = format!("erin{round}");
+        assert_eq!(register(a.addr, &name).await, StatusCode::CREATED);
+        let (on_a, on_b) = (login(a.addr, &name).await, login(b.addr, &name).await);
+        let change = |addr, token: String, new: &'static str| async move {
+            let body = json!({"old_password": PASSWORD, "new_password": new});
+            let auth = format!("Bearer {token}");
+            post_json(
+                addr,
+                "/password",
+                &body,
+                &[("authorization", auth.as_str())],
+            )
+            .await
+        };
+        let (ra, rb) = tokio::join!(
+            change(a.addr, on_a, "the password of a"),
+            change(b.addr, on_b, "the password of b"),
+        );
+        eprintln!(
+            "ROUND {round} {:?} {} / {:?} {}",
+            ra.status,
+            ra.msg(),
+            rb.status,
+            rb.msg()
+        );
+        let mut statuses = [ra.status.as_u16(), rb.status.as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 401], "round {round}: {ra:?} {rb:?}");
+        let loser = if ra.status == StatusCode::OK {
+            &rb
+        } else {
+            &ra
+        };
+        assert_eq!(loser.msg(), "Token has been revoked");
+    }
+    drop(replicas);
+    cluster.finish().await;
+}

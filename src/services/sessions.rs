@@ -691,6 +691,29 @@ parallelism = 1
         );
     }
 
+    /// Each change ends the other's session, so exactly one can win; the other is refused, and
+    /// the password is the winner's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_password_changes_at_once_from_two_sessions_leave_exactly_one_winner() {
+        let f = fixture("").await;
+        f.register("alice").await;
+        let (a, b) = (f.login("alice").await, f.login("alice").await);
+        let (claims_a, claims_b) = (f.claims(&a.access), f.claims(&b.access));
+        let (result_a, result_b) = tokio::join!(
+            f.sessions
+                .change_password(&claims_a, PASSWORD.into(), "password of a".into()),
+            f.sessions
+                .change_password(&claims_b, PASSWORD.into(), "password of b".into()),
+        );
+        let (winner, loser) = match (&result_a, &result_b) {
+            (Ok(1), Err(AuthError::Token(TokenError::Revoked))) => ("password of a", &b),
+            (Err(AuthError::Token(TokenError::Revoked)), Ok(1)) => ("password of b", &a),
+            other => panic!("not one winner: {other:?}"),
+        };
+        assert!(!f.live(&loser.access));
+        assert!(f.sessions.login("alice", winner.into()).await.is_ok());
+    }
+
     #[tokio::test]
     async fn a_logout_with_a_rotated_refresh_token_ends_the_session_and_is_refused() {
         let f = fixture("").await;
