@@ -814,7 +814,8 @@ fn orchestrate(settings: &Settings) {
     );
     drop(gate);
 
-    // One million revocations in the store: start-up to ready, and memory.
+    // One million revocations in force (a million logouts within the access window, the worst
+    // case): start-up to ready, and memory.
     let seeded = seed_revocations(&store, 1_000_000);
     let gate = start_authgate(&authgate_bin, &config);
     let ready = wait_ready(gate_port);
@@ -839,7 +840,8 @@ fn listed(values: &[f64], unit: &str) -> String {
     shown.join(", ")
 }
 
-/// Inserts `count` unexpired session revocations straight into the SQLite store.
+/// Inserts `count` session revocations straight into the SQLite store, written now and held for
+/// the access window: the worst case, as many logouts within one window.
 fn seed_revocations(store: &Path, count: u64) -> u64 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -855,7 +857,8 @@ fn seed_revocations(store: &Path, count: u64) -> u64 {
              ids(h) AS (SELECT lower(hex(randomblob(16))) FROM n) \
              INSERT OR IGNORE INTO revocations (kind, key, expires_at, updated_ms) \
              SELECT 'session', substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-' || substr(h, 13, 4) || '-' \
-             || substr(h, 17, 4) || '-' || substr(h, 21, 12), unixepoch() + 86400, 0 FROM ids",
+             || substr(h, 17, 4) || '-' || substr(h, 21, 12), unixepoch() + 960, \
+             CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM ids",
         )
         .bind(count as i64)
         .execute(&mut db)
