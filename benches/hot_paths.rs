@@ -25,6 +25,7 @@ fn tokens() -> TokenService {
         refresh_ttl: Duration::from_secs(86400),
         issuer: "authgate".into(),
         leeway: Duration::ZERO,
+        csrf_claim: false,
     })
 }
 

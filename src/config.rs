@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::core::classify::Layout;
+pub use crate::core::cookies::{CookieConfig, SameSite, TokenLocation};
 use crate::core::routes::{Access, RouteRule, RouteTable};
 pub use crate::core::token::{SigningKey, TokenConfig};
 
@@ -31,6 +32,12 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub cookies: RawCookies,
+    #[serde(default)]
+    pub accounts: RawAccounts,
+    #[serde(default)]
+    pub login_page: RawLoginPage,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
 }
@@ -122,6 +129,12 @@ pub struct RawTokens {
     pub issuer: String,
     #[serde(default = "default_leeway")]
     pub leeway: String,
+    /// Where tokens are read, in order (Flask-JWT-Extended's `JWT_TOKEN_LOCATION`).
+    #[serde(default = "default_location")]
+    pub location: Vec<String>,
+    /// How long a just-rotated refresh token still refreshes its session (browsers' tabs race).
+    #[serde(default = "default_refresh_reuse_interval")]
+    pub refresh_reuse_interval: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +162,69 @@ fn default_issuer() -> String {
 }
 fn default_leeway() -> String {
     "0s".into()
+}
+fn default_location() -> Vec<String> {
+    vec!["headers".into()]
+}
+fn default_refresh_reuse_interval() -> String {
+    "10s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCookies {
+    pub secure: bool,
+    /// "Strict", "Lax" or "None".
+    pub same_site: String,
+    pub domain: Option<String>,
+    pub csrf_protect: bool,
+}
+
+impl Default for RawCookies {
+    fn default() -> Self {
+        RawCookies {
+            secure: true,
+            same_site: "Lax".into(),
+            domain: None,
+            csrf_protect: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccounts {
+    pub allow_registration: bool,
+}
+
+impl Default for RawAccounts {
+    fn default() -> Self {
+        RawAccounts {
+            allow_registration: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLoginPage {
+    /// The page's `<title>` and heading.
+    pub title: String,
+    /// The name shown above the form.
+    pub product: String,
+    /// An HTML file to use instead of the built-in page: `{{title}}`, `{{product}}` and
+    /// `{{content}}` (the form) are filled in.
+    pub template: Option<PathBuf>,
+}
+
+impl Default for RawLoginPage {
+    fn default() -> Self {
+        RawLoginPage {
+            title: "Sign in".into(),
+            product: "authgate".into(),
+            template: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,6 +375,22 @@ pub struct Config {
     pub passwords: PasswordConfig,
     pub login_limits: LoginLimits,
     pub routes: RouteTable,
+    /// Where tokens are read, in order: the first place that holds one is used.
+    pub token_locations: Vec<TokenLocation>,
+    pub refresh_reuse_interval: Duration,
+    pub cookies: CookieConfig,
+    pub allow_registration: bool,
+    pub login_page: LoginPage,
+}
+
+/// The sign-in pages' text and frame.
+#[derive(Debug, Clone)]
+pub struct LoginPage {
+    pub title: String,
+    pub product: String,
+    /// The HTML frame, with `{{title}}`, `{{product}}` and `{{content}}` to fill in; `None`: the
+    /// built-in one.
+    pub template: Option<String>,
 }
 
 /// Where users, sessions and revocations live.
@@ -394,7 +486,13 @@ impl Config {
             ready_path: &self.ready_path,
             auth_prefix: &self.auth_prefix,
             routes: &self.routes,
+            pages: self.cookies_enabled(),
         }
+    }
+
+    /// Whether tokens may come in cookies: then browsers get the sign-in pages and cookies.
+    pub fn cookies_enabled(&self) -> bool {
+        self.token_locations.contains(&TokenLocation::Cookies)
     }
 
     /// Reads, parses and validates the file at `path`.
@@ -415,7 +513,15 @@ impl Config {
         let mut problems = Problems::default();
         let server = raw.server.validate(&mut problems);
         let upstream = raw.upstream.validate(&mut problems);
-        let tokens = raw.tokens.validate(&mut problems);
+        let TokensSection {
+            mut tokens,
+            locations: token_locations,
+            refresh_reuse_interval,
+        } = raw.tokens.validate(&mut problems);
+        let cookies = raw.cookies.validate(&mut problems);
+        let login_page = raw.login_page.validate(&mut problems);
+        tokens.csrf_claim =
+            token_locations.contains(&TokenLocation::Cookies) && cookies.csrf_protect;
         let (store, catch_up_interval) = raw.store.validate(&mut problems);
         let identity = raw.identity.validate(&mut problems);
         let passwords = raw.passwords.validate(&mut problems);
@@ -456,6 +562,11 @@ impl Config {
             passwords,
             login_limits,
             routes: RouteTable::new(rules, server.case_insensitive_routes),
+            token_locations,
+            refresh_reuse_interval,
+            cookies,
+            allow_registration: raw.accounts.allow_registration,
+            login_page,
         })
     }
 }
@@ -626,8 +737,39 @@ impl RawUpstream {
     }
 }
 
+/// `[tokens]`, validated.
+struct TokensSection {
+    tokens: TokenConfig,
+    locations: Vec<TokenLocation>,
+    refresh_reuse_interval: Duration,
+}
+
 impl RawTokens {
-    fn validate(self, problems: &mut Problems) -> TokenConfig {
+    fn validate(self, problems: &mut Problems) -> TokensSection {
+        let mut locations = Vec::new();
+        for place in &self.location {
+            let location = match place.as_str() {
+                "headers" => TokenLocation::Headers,
+                "cookies" => TokenLocation::Cookies,
+                other => {
+                    problems.push(format!(
+                        "tokens.location: {other:?} is not a place tokens are read from: use \"headers\" and/or \"cookies\""
+                    ));
+                    continue;
+                }
+            };
+            if locations.contains(&location) {
+                problems.push(format!("tokens.location names {place:?} twice"));
+            }
+            locations.push(location);
+        }
+        if self.location.is_empty() {
+            problems.push("tokens.location must name at least one of \"headers\" and \"cookies\"");
+        }
+        let refresh_reuse_interval = problems.duration(
+            "tokens.refresh_reuse_interval",
+            &self.refresh_reuse_interval,
+        );
         let access_ttl = problems.at_least_a_second("tokens.access_ttl", &self.access_ttl);
         let refresh_ttl = problems.at_least_a_second("tokens.refresh_ttl", &self.refresh_ttl);
         if refresh_ttl < access_ttl {
@@ -651,13 +793,77 @@ impl RawTokens {
         if self.issuer.is_empty() {
             problems.push("tokens.issuer must not be empty");
         }
-        TokenConfig {
+        let tokens = TokenConfig {
             keys,
             algorithm,
             access_ttl,
             refresh_ttl,
             leeway: problems.duration("tokens.leeway", &self.leeway),
             issuer: self.issuer,
+            csrf_claim: false,
+        };
+        TokensSection {
+            tokens,
+            locations,
+            refresh_reuse_interval,
+        }
+    }
+}
+
+impl RawCookies {
+    fn validate(self, problems: &mut Problems) -> CookieConfig {
+        let same_site = SameSite::parse(&self.same_site).unwrap_or_else(|| {
+            problems.push(format!(
+                "cookies.same_site = {:?}: use \"Strict\", \"Lax\" or \"None\"",
+                self.same_site
+            ));
+            SameSite::Lax
+        });
+        if same_site == SameSite::None && !self.secure {
+            problems.push("cookies.same_site = \"None\" needs cookies.secure = true: browsers refuse it otherwise");
+        }
+        if let Some(domain) = &self.domain {
+            let valid = !domain.is_empty()
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !valid {
+                problems.push(format!(
+                    "cookies.domain = {domain:?} must be a domain name like \"example.com\""
+                ));
+            }
+        }
+        CookieConfig {
+            secure: self.secure,
+            same_site,
+            domain: self.domain,
+            csrf_protect: self.csrf_protect,
+        }
+    }
+}
+
+impl RawLoginPage {
+    fn validate(self, problems: &mut Problems) -> LoginPage {
+        let template = self.template.and_then(|path| {
+            match std::fs::read_to_string(&path) {
+                Ok(text) if text.contains("{{content}}") => Some(text),
+                Ok(_) => {
+                    problems.push(format!(
+                        "login_page.template = {}: the page must contain {{{{content}}}}, where the form goes",
+                        path.display()
+                    ));
+                    None
+                }
+                Err(e) => {
+                    problems.push(format!("login_page.template: cannot read {}: {e}", path.display()));
+                    None
+                }
+            }
+        });
+        LoginPage {
+            title: self.title,
+            product: self.product,
+            template,
         }
     }
 }

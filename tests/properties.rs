@@ -117,6 +117,7 @@ fn token_config(keys: Vec<SigningKey>, leeway: u64) -> TokenConfig {
         refresh_ttl: Duration::from_secs(86_400),
         issuer: "authgate".into(),
         leeway: Duration::from_secs(leeway),
+        csrf_claim: false,
     }
 }
 

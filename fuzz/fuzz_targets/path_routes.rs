@@ -43,6 +43,7 @@ fn layout() -> Layout<'static> {
         ready_path: "/readyz",
         auth_prefix: "/auth",
         routes: &ROUTES,
+        pages: true,
     }
 }
 

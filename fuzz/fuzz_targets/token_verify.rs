@@ -21,6 +21,7 @@ fn service(keys: Vec<SigningKey>) -> TokenService {
         refresh_ttl: Duration::from_secs(86_400),
         issuer: "authgate".into(),
         leeway: Duration::from_secs(5),
+        csrf_claim: false,
     })
 }
 

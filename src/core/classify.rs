@@ -15,6 +15,8 @@ pub struct Layout<'a> {
     pub ready_path: &'a str,
     pub auth_prefix: &'a str,
     pub routes: &'a RouteTable,
+    /// Whether browsers get the sign-in pages (tokens may come in cookies).
+    pub pages: bool,
 }
 
 /// Why a request is refused before any rule is met.
@@ -37,6 +39,8 @@ pub enum Class {
     /// Readiness: store reachable and revocations loaded.
     Ready,
     Endpoint(Endpoint),
+    /// A sign-in, sign-up or sign-out page, for a browser (`GET` or `HEAD` on the endpoint).
+    Page(Endpoint),
     /// For the upstream, at `path_and_query` (normalised path, query as sent), under `decision`.
     Proxy {
         path_and_query: String,
@@ -77,8 +81,11 @@ pub fn classify(layout: &Layout<'_>, method: &Method, uri: &Uri) -> Result<Class
     }
     if let Some(rest) = path.strip_prefix(layout.auth_prefix) {
         if let Some(endpoint) = Endpoint::ALL.into_iter().find(|e| e.path() == rest) {
+            let page = layout.pages && endpoint.has_page();
             return match *method {
                 Method::POST => Ok(Class::Endpoint(endpoint)),
+                Method::GET | Method::HEAD if page => Ok(Class::Page(endpoint)),
+                _ if page => Err(Refusal::MethodNotAllowed("GET, HEAD, POST")),
                 _ => Err(Refusal::MethodNotAllowed("POST")),
             };
         }
@@ -128,6 +135,7 @@ mod tests {
             ready_path: "/readyz",
             auth_prefix: "/auth",
             routes: &routes,
+            pages: false,
         };
         let mut method = Method::from_bytes(method.as_bytes()).unwrap();
         normalise_method(&mut method);
@@ -155,6 +163,36 @@ mod tests {
         );
         assert_eq!(
             classified("GET", "/auth/../auth/login"),
+            Err(Refusal::MethodNotAllowed("POST"))
+        );
+    }
+
+    #[test]
+    fn with_cookies_the_sign_in_sign_up_and_sign_out_endpoints_have_pages() {
+        let routes = routes();
+        let layout = Layout {
+            health_path: "/healthz",
+            ready_path: "/readyz",
+            auth_prefix: "/auth",
+            routes: &routes,
+            pages: true,
+        };
+        let class = |method: &str, target: &str| {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            classify(&layout, &method, &target.parse().unwrap())
+        };
+        for endpoint in [Endpoint::Login, Endpoint::Register, Endpoint::Logout] {
+            let target = format!("/auth{}?next=/x", endpoint.path());
+            assert_eq!(class("GET", &target), Ok(Class::Page(endpoint)));
+            assert_eq!(class("HEAD", &target), Ok(Class::Page(endpoint)));
+            assert_eq!(class("POST", &target), Ok(Class::Endpoint(endpoint)));
+            assert_eq!(
+                class("PUT", &target),
+                Err(Refusal::MethodNotAllowed("GET, HEAD, POST"))
+            );
+        }
+        assert_eq!(
+            class("GET", "/auth/refresh"),
             Err(Refusal::MethodNotAllowed("POST"))
         );
     }

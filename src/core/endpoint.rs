@@ -31,4 +31,12 @@ impl Endpoint {
             Endpoint::Password => "/password",
         }
     }
+
+    /// Whether a browser gets a page here (`GET`): sign in, sign up, sign out.
+    pub fn has_page(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Login | Endpoint::Register | Endpoint::Logout
+        )
+    }
 }

@@ -2,8 +2,11 @@
 //! decided here, so that it can be tested, fuzzed and explained without starting anything.
 
 pub mod accounts;
+pub(crate) mod browser;
 pub mod classify;
+pub(crate) mod cookies;
 pub mod endpoint;
+pub(crate) mod form_fields;
 pub(crate) mod forwarded;
 pub mod headers;
 pub mod json_fields;

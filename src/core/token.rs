@@ -26,6 +26,9 @@ pub struct TokenConfig {
     pub refresh_ttl: Duration,
     pub issuer: String,
     pub leeway: Duration,
+    /// Whether tokens carry a `csrf` claim (tokens may come in cookies, with CSRF protection on),
+    /// as Flask-JWT-Extended writes it.
+    pub csrf_claim: bool,
 }
 
 /// How far apart the replicas' clocks may be, for the revocation window: each replica checks
@@ -110,6 +113,10 @@ pub struct Claims {
     pub kind: TokenKind,
     /// True only on access tokens straight from /login.
     pub fresh: bool,
+    /// The double-submit CSRF value, when tokens may come in cookies (Flask-JWT-Extended's
+    /// `csrf` claim); the two tokens of a pair share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<String>,
     pub iat: u64,
     pub nbf: u64,
     pub exp: u64,
@@ -145,6 +152,7 @@ pub struct TokenService {
     refresh_ttl: u64,
     issuer: String,
     leeway: u64,
+    csrf_claim: bool,
     /// Tokens that passed full verification: their time claims are checked against the clock
     /// again on every use; revocation is the caller's, every time.
     verified: VerifiedTokens,
@@ -175,6 +183,7 @@ impl TokenService {
             refresh_ttl: config.refresh_ttl.as_secs(),
             issuer: config.issuer.clone(),
             leeway: config.leeway.as_secs(),
+            csrf_claim: config.csrf_claim,
             verified: VerifiedTokens::default(),
         }
     }
@@ -183,13 +192,36 @@ impl TokenService {
         self.access_ttl
     }
 
-    /// Signs a new token of `kind` for `subject`, valid from `now`.
+    pub fn refresh_ttl(&self) -> u64 {
+        self.refresh_ttl
+    }
+
+    /// Signs a new token of `kind` for `subject`, valid from `now`, with a `csrf` claim of its own
+    /// when tokens carry one.
     pub fn issue(
         &self,
         subject: &Subject<'_>,
         kind: TokenKind,
         fresh: bool,
         now: u64,
+    ) -> (String, Claims) {
+        let csrf = self.csrf_claim.then(|| uuid::Uuid::new_v4().to_string());
+        self.issue_with_csrf(subject, kind, fresh, now, csrf)
+    }
+
+    /// A new `csrf` value, for the two tokens of a pair; `None` when tokens carry none.
+    pub fn new_csrf(&self) -> Option<String> {
+        self.csrf_claim.then(|| uuid::Uuid::new_v4().to_string())
+    }
+
+    /// `issue`, with the `csrf` claim given.
+    pub fn issue_with_csrf(
+        &self,
+        subject: &Subject<'_>,
+        kind: TokenKind,
+        fresh: bool,
+        now: u64,
+        csrf: Option<String>,
     ) -> (String, Claims) {
         let ttl = match kind {
             TokenKind::Access => self.access_ttl,
@@ -202,6 +234,7 @@ impl TokenService {
             sid: subject.sid.to_string(),
             kind,
             fresh: fresh && kind == TokenKind::Access,
+            csrf,
             iat: now,
             nbf: now,
             exp: now + ttl,
@@ -335,6 +368,7 @@ mod tests {
             refresh_ttl: Duration::from_secs(86400),
             issuer: "authgate".into(),
             leeway: Duration::from_secs(leeway),
+            csrf_claim: false,
         })
     }
 
@@ -514,6 +548,7 @@ mod key_rotation_tests {
             refresh_ttl: Duration::from_secs(86400),
             issuer: "authgate".into(),
             leeway: Duration::ZERO,
+            csrf_claim: false,
         })
     }
 

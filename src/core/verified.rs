@@ -83,6 +83,7 @@ mod tests {
             sid: "s".into(),
             kind: TokenKind::Access,
             fresh: false,
+            csrf: None,
             iat: 0,
             nbf: 0,
             exp: 1,

@@ -10,22 +10,40 @@ use hyper::body::Incoming;
 use crate::http::body::{ReadError, read_limited};
 use crate::http::error::ApiError;
 
+/// What an auth endpoint's body is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    Json,
+    /// `application/x-www-form-urlencoded`, from the sign-in pages.
+    Form,
+}
+
 /// Reads a JSON request body of at most `limit` bytes within `deadline`.
 pub async fn read_json(
     request: Request<Incoming>,
     limit: usize,
     deadline: Duration,
 ) -> Result<Bytes, ApiError> {
+    let (_, bytes) = read_body(request, limit, deadline, false).await?;
+    Ok(bytes)
+}
+
+/// Reads a body of at most `limit` bytes within `deadline`: JSON, or (with `forms`) a form.
+pub(crate) async fn read_body(
+    request: Request<Incoming>,
+    limit: usize,
+    deadline: Duration,
+    forms: bool,
+) -> Result<(BodyKind, Bytes), ApiError> {
     let headers = request.headers();
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
+    let kind = match body_kind(headers) {
+        Some(BodyKind::Form) if !forms => None,
+        kind => kind,
+    };
+    let Some(kind) = kind else {
         tokio::spawn(discard(request.into_body()));
         return Err(ApiError::UnsupportedMediaType);
-    }
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -40,7 +58,23 @@ pub async fn read_json(
         Ok(Err(ReadError::Io)) => Err(ApiError::BadRequest(
             "Could not read the request body".into(),
         )),
-        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Ok(bytes)) => Ok((kind, bytes)),
+    }
+}
+
+/// The body's kind, from its `Content-Type`; `None` for anything else.
+pub(crate) fn body_kind(headers: &http::HeaderMap) -> Option<BodyKind> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())?
+        .trim();
+    if media.eq_ignore_ascii_case("application/json") {
+        Some(BodyKind::Json)
+    } else if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Some(BodyKind::Form)
+    } else {
+        None
     }
 }
 

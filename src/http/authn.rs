@@ -1,14 +1,20 @@
-//! Authentication of a request: the bearer token from `Authorization`, handed to the
-//! authenticator, which verifies it in memory and checks it against the revocation cache.
+//! Authentication of a request: the token from `Authorization` or a cookie, as `tokens.location`
+//! says, handed to the authenticator, which verifies it in memory and checks it against the
+//! revocation cache; and, for a cookie on a state-changing request, its CSRF token.
 
 use std::sync::Arc;
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, Method};
 
-use crate::core::token::{Claims, TokenKind};
+use crate::config::{Config, TokenLocation};
+use crate::core::cookies;
+use crate::core::token::{Claims, TokenError, TokenKind};
 use crate::http::error::ApiError;
 use crate::http::gate::Gate;
+
+/// The header a page's script copies `csrf_access_token` into (Flask-JWT-Extended's name).
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Extracts the JWT from `Authorization: Bearer <JWT>`, with Flask-JWT-Extended's messages: the
 /// value must be visible ASCII, the scheme `Bearer` in any case (RFC 9110 §11.1), then one token.
@@ -72,18 +78,135 @@ pub(crate) fn all_visible(bytes: &[u8]) -> bool {
     found & HIGH == 0
 }
 
-/// The claims of a valid, unrevoked token of `kind` (`None`: either kind) from `headers`. Until
-/// every revocation is loaded no token is trusted: the answer is 503, never a forward.
+/// Where a request's token came from: a cookie-borne token on a state-changing request needs
+/// its CSRF token too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Header,
+    Cookie,
+}
+
+/// The token a request presents for `kind`, from the first of `tokens.location` that holds one
+/// (as Flask-JWT-Extended looks). `kind` picks the cookie: the refresh cookie for a refresh.
+pub(crate) fn presented<'a>(
+    config: &Config,
+    headers: &'a HeaderMap,
+    kind: TokenKind,
+) -> Result<(&'a str, Source), ApiError> {
+    let mut missing = Vec::new();
+    for location in &config.token_locations {
+        match location {
+            TokenLocation::Headers => {
+                match bearer_token(headers, config.max_authorization_header) {
+                    Ok(token) => return Ok((token, Source::Header)),
+                    // An oversized header is refused whatever else the request holds.
+                    Err(ApiError::AuthHeaderTooLarge) => return Err(ApiError::AuthHeaderTooLarge),
+                    Err(e) if config.token_locations.len() == 1 => return Err(e),
+                    Err(e) => missing.push(e.message()),
+                }
+            }
+            TokenLocation::Cookies => {
+                let name = match kind {
+                    TokenKind::Access => cookies::ACCESS_COOKIE,
+                    TokenKind::Refresh => cookies::REFRESH_COOKIE,
+                };
+                match cookies::find(headers, name) {
+                    Some(token) => return Ok((token, Source::Cookie)),
+                    None => missing.push(format!("Missing cookie \"{name}\"")),
+                }
+            }
+        }
+    }
+    let places: Vec<&str> = config
+        .token_locations
+        .iter()
+        .map(|l| match l {
+            TokenLocation::Headers => "headers",
+            TokenLocation::Cookies => "cookies",
+        })
+        .collect();
+    Err(ApiError::NoToken(match places.split_last() {
+        Some((last, first)) if !first.is_empty() => format!(
+            "Missing JWT in {} or {last} ({})",
+            first.join(", "),
+            missing.join("; ")
+        ),
+        _ => missing.join("; "),
+    }))
+}
+
+/// Whether the request must carry a CSRF token: a state-changing method (Flask-JWT-Extended's
+/// `JWT_CSRF_METHODS`) authenticated by cookie, with `cookies.csrf_protect` on.
+pub(crate) fn csrf_needed(config: &Config, method: &Method, source: Source) -> bool {
+    source == Source::Cookie
+        && config.cookies.csrf_protect
+        && matches!(
+            *method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+}
+
+/// `X-CSRF-TOKEN`, or the form's `csrf_token` field for authgate's own forms.
+pub(crate) fn csrf_value<'a>(
+    headers: &'a HeaderMap,
+    form_field: Option<&'a str>,
+) -> Option<&'a str> {
+    headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .or(form_field.filter(|v| !v.is_empty()))
+}
+
+/// Whether `sent` is the token's `csrf` claim, compared in constant time.
+pub(crate) fn check_csrf(claims: &Claims, sent: &str) -> Result<(), ApiError> {
+    let Some(expected) = claims.csrf.as_deref() else {
+        return Err(ApiError::Token(TokenError::Invalid("Missing claim: csrf")));
+    };
+    let (a, b) = (expected.as_bytes(), sent.as_bytes());
+    let differs = a.len() != b.len() || a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) != 0;
+    if differs {
+        return Err(ApiError::CsrfMismatch);
+    }
+    Ok(())
+}
+
+/// The claims of a valid, unrevoked token of `kind` (`None`: either kind) from the request, with
+/// its CSRF token checked when a cookie carried it (`form_csrf`: the field of authgate's own
+/// forms). Until every revocation is loaded no token is trusted: the answer is 503, never a
+/// forward.
 pub(crate) fn authenticate(
     gate: &Gate,
+    method: &Method,
     headers: &HeaderMap,
     kind: Option<TokenKind>,
+    form_csrf: Option<&str>,
 ) -> Result<Arc<Claims>, ApiError> {
     if !gate.authenticator.is_ready() {
         return Err(ApiError::NotReady);
     }
-    let token = bearer_token(headers, gate.config.max_authorization_header)?;
-    Ok(gate.authenticator.admit(token, kind)?)
+    if gate.config.token_locations == [TokenLocation::Headers] {
+        let token = bearer_token(headers, gate.config.max_authorization_header)?;
+        return Ok(gate.authenticator.admit(token, kind)?);
+    }
+    // A logout may come with either cookie: the access cookie first.
+    let (token, source) = match presented(&gate.config, headers, kind.unwrap_or(TokenKind::Access))
+    {
+        Err(ApiError::NoToken(_)) if kind.is_none() => {
+            presented(&gate.config, headers, TokenKind::Refresh)?
+        }
+        found => found?,
+    };
+    let sent = if csrf_needed(&gate.config, method, source) {
+        Some(csrf_value(headers, form_csrf).ok_or(ApiError::MissingCsrf)?)
+    } else {
+        None
+    };
+    let claims = gate.authenticator.admit(token, kind)?;
+    if let Some(sent) = sent {
+        check_csrf(&claims, sent)?;
+    }
+    Ok(claims)
 }
 
 #[cfg(test)]

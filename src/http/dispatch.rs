@@ -7,24 +7,26 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::core::browser::prefers_html;
 use crate::core::classify::{Class, classify as core_classify, normalise_method};
 use crate::core::endpoint::Endpoint;
+use crate::core::form_fields::encode;
 use crate::core::forwarded::Relayed;
 use crate::core::routes::{Access, normalise_path};
 use crate::core::token::{Claims, TokenKind};
 use crate::http::authn::authenticate;
 use crate::http::body::{Body, Outbound};
-use crate::http::endpoints;
 use crate::http::error::{ApiError, json_response};
 use crate::http::gate::Gate;
 use crate::http::idle::{InFlight, Tracked};
 use crate::http::proxy::{Forwarder, Peer, TunnelEnd, Upgrade};
+use crate::http::{endpoints, pages};
 use crate::upstream::{Outgoing, only_chunked};
 
 /// Classifies a request (see `core::classify`), with the refusal as an answer: what the
@@ -178,6 +180,8 @@ enum Local {
     /// An auth endpoint, which reads the body and hashes or asks the store; with the client's
     /// address, for the login throttle.
     Endpoint(Endpoint, Request<Incoming>, IpAddr),
+    /// A sign-in page, for a browser.
+    Page(Endpoint, Request<Incoming>),
 }
 
 /// classify → authenticate → authorise → rewrite for the upstream, all without waiting.
@@ -200,6 +204,10 @@ fn decide(
             log.path = gate.config.ready_path.clone();
             Ok(Next::Local(Box::new(Local::Ready)))
         }
+        Class::Page(endpoint) => {
+            log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
+            Ok(Next::Local(Box::new(Local::Page(endpoint, request))))
+        }
         Class::Endpoint(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
             let client = relayed(gate, peer, &request).map_or(peer.addr.ip(), |r| r.client);
@@ -218,9 +226,11 @@ fn decide(
                 }
                 Access::Public => None,
                 Access::Authenticated => {
-                    match authenticate(gate, request.headers(), Some(TokenKind::Access)) {
+                    let (method, headers) = (request.method(), request.headers());
+                    match authenticate(gate, method, headers, Some(TokenKind::Access), None) {
                         Ok(claims) => Some(claims),
                         Err(e) => {
+                            let e = sign_in_first(gate, method, headers, &path_and_query, e);
                             record(log, path_and_query, None);
                             return Err(e);
                         }
@@ -253,6 +263,37 @@ fn decide(
     }
 }
 
+/// A browser asking for a page without a valid session is sent to sign in, and from there back
+/// to `path_and_query`; API clients (and anything but `GET` and `HEAD`) get the refusal itself.
+fn sign_in_first(
+    gate: &Gate,
+    method: &Method,
+    headers: &HeaderMap,
+    path_and_query: &str,
+    refusal: ApiError,
+) -> ApiError {
+    let needs_session = matches!(
+        refusal,
+        ApiError::NoToken(_)
+            | ApiError::MissingAuthHeader
+            | ApiError::MissingBearer
+            | ApiError::BadAuthHeader
+            | ApiError::Token(_)
+    );
+    if needs_session
+        && gate.config.cookies_enabled()
+        && matches!(*method, Method::GET | Method::HEAD)
+        && prefers_html(headers)
+    {
+        return ApiError::SignIn(format!(
+            "{}/login?next={}",
+            gate.config.auth_prefix,
+            encode(path_and_query)
+        ));
+    }
+    refusal
+}
+
 /// What a trusted proxy says of the client it relays `request` for; `None` from anyone else.
 fn relayed(gate: &Gate, peer: &Peer, request: &Request<Incoming>) -> Option<Relayed> {
     let trusted = &gate.config.trusted_proxies;
@@ -281,6 +322,13 @@ async fn answer_locally(
                 "store_reachable": reachable,
             });
             ("ready", json_response(status, &body))
+        }
+        Local::Page(endpoint, request) => {
+            let query = request.uri().query().unwrap_or_default();
+            (
+                "page",
+                pages::page(gate, endpoint, request.headers(), query),
+            )
         }
         Local::Endpoint(endpoint, request, client) => (
             "answered",
@@ -336,6 +384,11 @@ pub fn explain(config: &Config, method: &str, target: &str) -> String {
         Ok(Class::Ready) => {
             "rule: readiness probe\ndecision: answered by authgate (200 once revocations are loaded, else 503)".into()
         }
+        Ok(Class::Page(e)) => format!(
+            "rule: sign-in page {}{}\ndecision: answered by authgate (a page for browsers)",
+            config.auth_prefix,
+            e.path()
+        ),
         Ok(Class::Endpoint(e)) => format!(
             "rule: auth endpoint {}{}\ndecision: answered by authgate",
             config.auth_prefix,

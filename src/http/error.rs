@@ -45,6 +45,17 @@ pub enum ApiError {
     TooManyAttempts(std::time::Duration),
     /// Too many password hashes waiting already.
     Busy,
+    /// No token in any of `tokens.location`: Flask-JWT-Extended's message, naming each place.
+    NoToken(String),
+    /// A state-changing request authenticated by cookie, without `X-CSRF-TOKEN`.
+    MissingCsrf,
+    /// Its `X-CSRF-TOKEN` is not its token's `csrf` claim.
+    CsrfMismatch,
+    /// `accounts.allow_registration = false`.
+    RegistrationClosed,
+    /// A browser that must sign in first: `303` to the sign-in page, which sends it on to the
+    /// path it asked for.
+    SignIn(String),
 }
 
 impl ApiError {
@@ -55,7 +66,12 @@ impl ApiError {
             | ApiError::BadAuthHeader
             | ApiError::Token(_)
             | ApiError::BadCredentials
-            | ApiError::WrongPassword => StatusCode::UNAUTHORIZED,
+            | ApiError::WrongPassword
+            | ApiError::NoToken(_)
+            | ApiError::MissingCsrf
+            | ApiError::CsrfMismatch => StatusCode::UNAUTHORIZED,
+            ApiError::RegistrationClosed => StatusCode::FORBIDDEN,
+            ApiError::SignIn(_) => StatusCode::SEE_OTHER,
             ApiError::AuthHeaderTooLarge | ApiError::HeadersTooLarge => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
@@ -107,15 +123,24 @@ impl ApiError {
             ApiError::NotReady => "Not ready: revocations are still loading, try again shortly".into(),
             ApiError::TooManyAttempts(_) => "Too many login attempts, try again later".into(),
             ApiError::Busy => "Too many logins at once, try again shortly".into(),
+            ApiError::NoToken(msg) => msg.clone(),
+            ApiError::MissingCsrf => "Missing CSRF token".into(),
+            ApiError::CsrfMismatch => "CSRF double submit tokens do not match".into(),
+            ApiError::RegistrationClosed => "Registration is disabled".into(),
+            ApiError::SignIn(_) => "Sign in first".into(),
         }
     }
 
     /// A short name for logs and metrics.
     pub fn outcome(&self) -> &'static str {
         match self {
-            ApiError::MissingAuthHeader | ApiError::MissingBearer | ApiError::BadAuthHeader => {
-                "no_token"
-            }
+            ApiError::MissingAuthHeader
+            | ApiError::MissingBearer
+            | ApiError::BadAuthHeader
+            | ApiError::NoToken(_) => "no_token",
+            ApiError::MissingCsrf | ApiError::CsrfMismatch => "csrf",
+            ApiError::RegistrationClosed => "registration_closed",
+            ApiError::SignIn(_) => "sign_in",
             ApiError::AuthHeaderTooLarge | ApiError::HeadersTooLarge => "header_too_large",
             ApiError::BadHost => "bad_host",
             ApiError::Token(TokenError::Expired) => "token_expired",
@@ -146,7 +171,10 @@ impl ApiError {
         let headers = response.headers_mut();
         match &self {
             // RFC 6750 §3.1: no error code when the request carried no credentials at all.
-            ApiError::MissingAuthHeader | ApiError::BadCredentials | ApiError::WrongPassword => {
+            ApiError::MissingAuthHeader
+            | ApiError::NoToken(_)
+            | ApiError::BadCredentials
+            | ApiError::WrongPassword => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"authgate\""),
@@ -160,6 +188,12 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed(allow) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::SignIn(location) => {
+                // Built from the configured prefix and a percent-encoded path: always a value.
+                if let Ok(value) = HeaderValue::from_str(location) {
+                    headers.insert(header::LOCATION, value);
+                }
             }
             ApiError::StoreUnavailable | ApiError::NotReady | ApiError::Busy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -53,6 +53,10 @@ pub(crate) struct TokenPair {
     pub(crate) refresh: String,
     /// The access token's lifetime, in seconds.
     pub(crate) expires_in: u64,
+    /// The refresh token's lifetime, in seconds.
+    pub(crate) refresh_expires_in: u64,
+    /// Both tokens' `csrf` claim, when they carry one.
+    pub(crate) csrf: Option<String>,
     refresh_claims: Claims,
 }
 
@@ -250,12 +254,20 @@ impl Sessions {
             username,
             sid,
         };
-        let (access, _) = self.tokens.issue(&subject, TokenKind::Access, fresh, now);
-        let (refresh, refresh_claims) = self.tokens.issue(&subject, TokenKind::Refresh, false, now);
+        // One CSRF value for the pair, so a form may name either cookie's.
+        let csrf = self.tokens.new_csrf();
+        let (access, access_claims) =
+            self.tokens
+                .issue_with_csrf(&subject, TokenKind::Access, fresh, now, csrf.clone());
+        let (refresh, refresh_claims) =
+            self.tokens
+                .issue_with_csrf(&subject, TokenKind::Refresh, false, now, csrf);
         TokenPair {
             access,
             refresh,
             expires_in: self.tokens.access_ttl(),
+            refresh_expires_in: self.tokens.refresh_ttl(),
+            csrf: access_claims.csrf,
             refresh_claims,
         }
     }

@@ -1,0 +1,66 @@
+//! The cookies authgate sets on answers: a session's four (with `tokens.location` naming
+//! cookies), and the `Set-Cookie`s that clear them at logout.
+//!
+//! Every cookie has `Path=/`. The refresh cookie could be limited to the auth prefix, but silent
+//! refresh reads it on whatever guarded path a browser asks for, so it must travel with every
+//! request; the app never sees it (`proxy` takes it out of the `Cookie` it forwards).
+
+use std::time::Duration;
+
+use http::header::SET_COOKIE;
+use http::{HeaderValue, Response};
+
+use crate::config::Config;
+use crate::core::cookies::{
+    ACCESS_COOKIE, ACCESS_CSRF_COOKIE, REFRESH_COOKIE, REFRESH_CSRF_COOKIE, Script,
+};
+use crate::services::sessions::TokenPair;
+
+/// The `Set-Cookie` values that hand a browser `pair`.
+pub(crate) fn for_pair(config: &Config, pair: &TokenPair) -> Vec<String> {
+    let cookies = &config.cookies;
+    let access_ttl = Duration::from_secs(pair.expires_in);
+    let refresh_ttl = Duration::from_secs(pair.refresh_expires_in);
+    let mut out = vec![
+        cookies.set(ACCESS_COOKIE, &pair.access, "/", access_ttl, Script::Hidden),
+        cookies.set(
+            REFRESH_COOKIE,
+            &pair.refresh,
+            "/",
+            refresh_ttl,
+            Script::Hidden,
+        ),
+    ];
+    if let Some(csrf) = &pair.csrf {
+        out.push(cookies.set(ACCESS_CSRF_COOKIE, csrf, "/", access_ttl, Script::Readable));
+        out.push(cookies.set(
+            REFRESH_CSRF_COOKIE,
+            csrf,
+            "/",
+            refresh_ttl,
+            Script::Readable,
+        ));
+    }
+    out
+}
+
+/// The `Set-Cookie` values that make a browser forget its session.
+pub(crate) fn cleared(config: &Config) -> Vec<String> {
+    let cookies = &config.cookies;
+    vec![
+        cookies.clear(ACCESS_COOKIE, "/", Script::Hidden),
+        cookies.clear(REFRESH_COOKIE, "/", Script::Hidden),
+        cookies.clear(ACCESS_CSRF_COOKIE, "/", Script::Readable),
+        cookies.clear(REFRESH_CSRF_COOKIE, "/", Script::Readable),
+    ]
+}
+
+/// Adds `set_cookies` to `response`.
+pub(crate) fn attach<B>(response: &mut Response<B>, set_cookies: Vec<String>) {
+    for value in set_cookies {
+        // Names, tokens, UUIDs and configured attributes: always a valid value.
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+}
