@@ -724,3 +724,183 @@ async fn refresh_by_cookie_needs_the_refresh_csrf_and_sets_new_cookies() {
         value(&jar, "refresh_token_cookie")
     );
 }
+
+/// The access cookie of `jar`, re-signed as expired a minute ago.
+fn expired_access(jar: &[(String, String)]) -> String {
+    let mut claims = payload(value(jar, "access_token_cookie"));
+    claims["iat"] = json!(now() - 1000);
+    claims["nbf"] = json!(now() - 1000);
+    claims["exp"] = json!(now() - 60);
+    sign(&claims)
+}
+
+fn with_access(jar: &[(String, String)], access: &str) -> String {
+    let mut jar = jar.to_vec();
+    jar.retain(|(n, _)| n != "access_token_cookie");
+    jar.push(("access_token_cookie".into(), access.into()));
+    cookie_header(&jar)
+}
+
+#[tokio::test]
+async fn an_expired_access_cookie_is_renewed_in_line_by_the_refresh_cookie() {
+    let s = browser_gate(r#"["headers", "cookies"]"#, "").await;
+    let jar = signed_in(s.addr()).await;
+    let stale = expired_access(&jar);
+    let cookies = with_access(&jar, &stale);
+    let r = send_with(
+        s.addr(),
+        "GET",
+        "/app/page",
+        &[("cookie", &cookies), ("accept", NAVIGATION)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "forwarded, not sent to sign in: {r:?}"
+    );
+    let seen = s.upstream.seen().pop().unwrap();
+    assert!(seen.headers.get("x-auth-user-id").is_some());
+    let forwarded = seen
+        .headers
+        .get("cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let renewed = self::jar(&r);
+    let new_access = value(&renewed, "access_token_cookie");
+    assert!(
+        forwarded.contains(&format!("access_token_cookie={new_access}")),
+        "{forwarded}"
+    );
+    assert!(
+        !forwarded.contains(&stale),
+        "the app gets the new token, not the expired one"
+    );
+    assert!(!forwarded.contains("refresh_token_cookie"));
+    assert_ne!(
+        value(&renewed, "refresh_token_cookie"),
+        value(&jar, "refresh_token_cookie")
+    );
+    assert_eq!(
+        value(&renewed, "csrf_access_token"),
+        value(&jar, "csrf_access_token"),
+        "the session keeps its CSRF value, so a page's scripts keep working"
+    );
+
+    // No access cookie at all: the same.
+    let mut only_refresh = renewed.clone();
+    only_refresh.retain(|(n, _)| n != "access_token_cookie");
+    let r = send_with(
+        s.addr(),
+        "GET",
+        "/app/page",
+        &[("cookie", &cookie_header(&only_refresh))],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+
+    // A state-changing request renewed in line still needs its CSRF token.
+    let renewed = self::jar(&r);
+    let cookies = with_access(&renewed, &expired_access(&renewed));
+    let r = send_with(s.addr(), "POST", "/app/page", &[("cookie", &cookies)], "").await;
+    assert_eq!(r.msg(), "Missing CSRF token");
+    let csrf = value(&renewed, "csrf_access_token").to_string();
+    let r = send_with(
+        s.addr(),
+        "POST",
+        "/app/page",
+        &[("cookie", &cookies), ("x-csrf-token", &csrf)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+}
+
+/// A page loading ten assets at once, every request with the same expired access cookie and the
+/// same refresh cookie: one rotates, the others fall within the grace. All are forwarded, and
+/// the session lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_requests_at_once_with_one_expired_access_cookie_are_all_forwarded() {
+    let s = browser_gate(r#"["headers", "cookies"]"#, "").await;
+    let jar = signed_in(s.addr()).await;
+    let cookies = with_access(&jar, &expired_access(&jar));
+    let requests = (0..10).map(|i| {
+        let cookies = cookies.clone();
+        let addr = s.addr();
+        async move {
+            send_with(
+                addr,
+                "GET",
+                &format!("/assets/{i}"),
+                &[("cookie", &cookies)],
+                "",
+            )
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let mut jar = jar.clone();
+    for r in &answers {
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        for (name, value) in self::jar(r) {
+            jar.retain(|(n, _)| *n != name);
+            jar.push((name, value));
+        }
+    }
+    let rotated = answers
+        .iter()
+        .filter(|r| {
+            values(&r.headers, "set-cookie")
+                .iter()
+                .any(|c| c.starts_with("refresh_token_cookie="))
+        })
+        .count();
+    assert_eq!(rotated, 1, "one new refresh token, not ten chains");
+    let r = send_with(
+        s.addr(),
+        "GET",
+        "/after",
+        &[("cookie", &cookie_header(&jar))],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "the session is alive: {r:?}");
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_after_the_grace_revokes_the_session() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &upstream.url(),
+        &dir.path().join("g.db"),
+        "[cookies]\nsecure = false\n",
+    )
+    .replace(
+        "[tokens]\n",
+        "[tokens]\nlocation = [\"headers\", \"cookies\"]\nrefresh_reuse_interval = \"1s\"\n",
+    );
+    let gate = Gate::start(&text).await;
+    let body: serde_json::Value = serde_json::from_str(CREDENTIALS).unwrap();
+    post_json(gate.addr, "/register", &body, &[]).await;
+    let first = post_json(gate.addr, "/login", &body, &[]).await.json();
+    let old = first["refresh_token"].as_str().unwrap().to_string();
+    let second = post_with_token(gate.addr, "/refresh", &old).await;
+    assert_eq!(second.status, StatusCode::OK);
+    let second = second.json();
+    // Within the second: an access token, and no new refresh token.
+    let racing = post_with_token(gate.addr, "/refresh", &old).await;
+    assert_eq!(racing.status, StatusCode::OK, "{racing:?}");
+    assert!(racing.json().get("refresh_token").is_none());
+    // Past it (rotation times are whole seconds): reuse, and the session is revoked.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let r = post_with_token(gate.addr, "/refresh", &old).await;
+    assert_eq!(r.msg(), "Token has been revoked");
+    let access = second["access_token"].as_str().unwrap();
+    let r = get_with_token(gate.addr, "/api/x", access).await;
+    assert_eq!(r.msg(), "Token has been revoked");
+}

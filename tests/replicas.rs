@@ -554,3 +554,41 @@ async fn two_password_changes_at_once_on_two_replicas_leave_exactly_one_winner()
     drop(replicas);
     cluster.finish().await;
 }
+
+/// A browser's tabs may refresh through different replicas: the token rotated on A a moment ago
+/// still gives B an access token of the same session (the grace lives in the store), and no
+/// second refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_test_database,
+    ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
+)]
+async fn a_refresh_racing_on_another_replica_falls_within_the_grace() {
+    let Some(cluster) =
+        Cluster::start("a_refresh_racing_on_another_replica_falls_within_the_grace").await
+    else {
+        return;
+    };
+    let replicas = cluster.replicas(2).await;
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let (_, refresh) = Setup::login_at(a.addr, "fay").await;
+    let r = post_with_token(a.addr, "/refresh", &refresh).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let rotated = r.json();
+    let r = post_with_token(b.addr, "/refresh", &refresh).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert!(r.json().get("refresh_token").is_none());
+    let access = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        get_with_token(a.addr, "/api/x", &access).await.status,
+        StatusCode::OK
+    );
+    // The chain goes on from the token A gave.
+    let next = rotated["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        post_with_token(b.addr, "/refresh", next).await.status,
+        StatusCode::OK
+    );
+    drop(replicas);
+    cluster.finish().await;
+}

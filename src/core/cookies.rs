@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
 use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
 
 /// The cookie that carries the access token (Flask-JWT-Extended's `JWT_ACCESS_COOKIE_NAME`).
 pub const ACCESS_COOKIE: &str = "access_token_cookie";
@@ -146,10 +146,22 @@ pub fn without(headers: &HeaderMap, names: &[&str]) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join("; "))
 }
 
+/// `headers`' `Cookie` fields as one value, with the cookie `name` set to `value` (replaced, or
+/// added); `None` if that is not a valid field value.
+pub fn with_value(headers: &HeaderMap, name: &str, value: &str) -> Option<HeaderValue> {
+    let mut text = without(headers, &[name]).unwrap_or_default();
+    if !text.is_empty() {
+        text.push_str("; ");
+    }
+    text.push_str(name);
+    text.push('=');
+    text.push_str(value);
+    HeaderValue::from_str(&text).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn cookies(values: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -205,6 +217,19 @@ mod tests {
         );
         assert_eq!(without(&cookies(&["refresh_token_cookie=r"]), &names), None);
         assert_eq!(without(&HeaderMap::new(), &names), None);
+    }
+
+    #[test]
+    fn a_cookie_is_given_a_new_value_or_added() {
+        let h = cookies(&["a=1; access_token_cookie=old", "b=2"]);
+        assert_eq!(
+            with_value(&h, ACCESS_COOKIE, "new").unwrap(),
+            "a=1; b=2; access_token_cookie=new"
+        );
+        assert_eq!(
+            with_value(&HeaderMap::new(), ACCESS_COOKIE, "new").unwrap(),
+            "access_token_cookie=new"
+        );
     }
 
     #[test]

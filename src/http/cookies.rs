@@ -21,25 +21,23 @@ pub(crate) fn for_pair(config: &Config, pair: &TokenPair) -> Vec<String> {
     let cookies = &config.cookies;
     let access_ttl = Duration::from_secs(pair.expires_in);
     let refresh_ttl = Duration::from_secs(pair.refresh_expires_in);
-    let mut out = vec![
-        cookies.set(ACCESS_COOKIE, &pair.access, "/", access_ttl, Script::Hidden),
-        cookies.set(
-            REFRESH_COOKIE,
-            &pair.refresh,
-            "/",
-            refresh_ttl,
-            Script::Hidden,
-        ),
-    ];
+    let mut out = vec![cookies.set(ACCESS_COOKIE, &pair.access, "/", access_ttl, Script::Hidden)];
     if let Some(csrf) = &pair.csrf {
         out.push(cookies.set(ACCESS_CSRF_COOKIE, csrf, "/", access_ttl, Script::Readable));
-        out.push(cookies.set(
-            REFRESH_CSRF_COOKIE,
-            csrf,
-            "/",
-            refresh_ttl,
-            Script::Readable,
-        ));
+    }
+    // Within the refresh grace there is no new refresh token: the browser keeps the one the
+    // tab that won the race was given.
+    if let Some(refresh) = &pair.refresh {
+        out.push(cookies.set(REFRESH_COOKIE, refresh, "/", refresh_ttl, Script::Hidden));
+        if let Some(csrf) = &pair.csrf {
+            out.push(cookies.set(
+                REFRESH_CSRF_COOKIE,
+                csrf,
+                "/",
+                refresh_ttl,
+                Script::Readable,
+            ));
+        }
     }
     out
 }

@@ -15,18 +15,22 @@ use serde_json::json;
 use crate::config::Config;
 use crate::core::browser::prefers_html;
 use crate::core::classify::{Class, classify as core_classify, normalise_method};
+use crate::core::cookies::{self, ACCESS_COOKIE, REFRESH_COOKIE};
 use crate::core::endpoint::Endpoint;
 use crate::core::form_fields::encode;
 use crate::core::forwarded::Relayed;
 use crate::core::routes::{Access, normalise_path};
+use crate::core::token::TokenError;
 use crate::core::token::{Claims, TokenKind};
-use crate::http::authn::authenticate;
+use crate::http::authn::{Source, authenticate, check_csrf, csrf_needed, csrf_value};
 use crate::http::body::{Body, Outbound};
+use crate::http::cookies as session_cookies;
 use crate::http::error::{ApiError, json_response};
 use crate::http::gate::Gate;
 use crate::http::idle::{InFlight, Tracked};
 use crate::http::proxy::{Forwarder, Peer, TunnelEnd, Upgrade};
 use crate::http::{endpoints, pages};
+use crate::services::sessions::TokenPair;
 use crate::upstream::{Outgoing, only_chunked};
 
 /// Classifies a request (see `core::classify`), with the refusal as an answer: what the
@@ -120,6 +124,9 @@ pub(crate) fn handle(
             // Boxed: the state of the rare paths (hashing, store calls) would otherwise be copied
             // with every proxied request's future.
             Ok(Next::Local(local)) => Box::pin(answer_locally(&gate, *local)).await,
+            Ok(Next::Refresh(pending)) => {
+                Box::pin(refresh_and_forward(&gate, &forwarder, &peer, *pending)).await
+            }
             Err(e) => Err(e),
         };
         let (outcome, response) = match answered {
@@ -153,6 +160,15 @@ enum Next {
     /// For authgate itself to answer. Boxed, so that every proxied request's future (which holds
     /// a `Next`, and is moved into place whole) is a quarter of the size.
     Local(Box<Local>),
+    /// A browser's request whose access cookie is missing or expired, but whose refresh cookie
+    /// may renew the session: refreshed, then forwarded (silent refresh).
+    Refresh(Box<Pending>),
+}
+
+/// A request waiting for its session to be refreshed, and where it goes then.
+struct Pending {
+    request: Request<Incoming>,
+    path_and_query: String,
 }
 
 /// A client's request to switch protocols (WebSocket), with the claims of the token it came with.
@@ -229,6 +245,14 @@ fn decide(
                     let (method, headers) = (request.method(), request.headers());
                     match authenticate(gate, method, headers, Some(TokenKind::Access), None) {
                         Ok(claims) => Some(claims),
+                        Err(e) if may_refresh(gate, headers, &e) => {
+                            log.path = path_and_query.clone();
+                            let pending = Pending {
+                                request,
+                                path_and_query,
+                            };
+                            return Ok(Next::Refresh(Box::new(pending)));
+                        }
                         Err(e) => {
                             let e = sign_in_first(gate, method, headers, &path_and_query, e);
                             record(log, path_and_query, None);
@@ -261,6 +285,82 @@ fn decide(
             Ok(Next::Forward(outgoing, switch))
         }
     }
+}
+
+/// Whether a request refused for `refusal` may have its session renewed by its refresh cookie:
+/// the access cookie is missing or has expired, and a refresh cookie came.
+fn may_refresh(gate: &Gate, headers: &HeaderMap, refusal: &ApiError) -> bool {
+    gate.config.cookies_enabled()
+        && matches!(
+            refusal,
+            ApiError::NoToken(_) | ApiError::Token(TokenError::Expired)
+        )
+        && cookies::find(headers, REFRESH_COOKIE).is_some()
+}
+
+/// Silent refresh: the refresh cookie rotated (with the CSRF check a state-changing request
+/// needs), the request forwarded as the session's user with the new access token in its
+/// `Cookie`, and the new cookies set on the app's answer. A refresh that fails is answered as
+/// the missing session would have been: a browser is sent to sign in.
+async fn refresh_and_forward(
+    gate: &Arc<Gate>,
+    forwarder: &Forwarder,
+    peer: &Arc<Peer>,
+    pending: Pending,
+) -> Result<(&'static str, Response<Outbound>), ApiError> {
+    let Pending {
+        mut request,
+        path_and_query,
+    } = pending;
+    let refreshed = refresh_by_cookie(gate, request.method(), request.headers()).await;
+    let (pair, claims) = match refreshed {
+        Ok(refreshed) => refreshed,
+        Err(e) => {
+            let (method, headers) = (request.method(), request.headers());
+            return Err(sign_in_first(gate, method, headers, &path_and_query, e));
+        }
+    };
+    if let Some(cookie) = cookies::with_value(request.headers(), ACCESS_COOKIE, &pair.access) {
+        request.headers_mut().insert(http::header::COOKIE, cookie);
+    }
+    let relayed = relayed(gate, peer, &request);
+    let (outgoing, client) = forwarder.rewrite(
+        request,
+        &path_and_query,
+        Some(&claims),
+        peer,
+        relayed.as_ref(),
+    )?;
+    let upgrade = client.map(|client| {
+        let claims = Some(claims.clone());
+        tunnel(gate, peer, Switch { client, claims })
+    });
+    let mut response = forwarder.send(outgoing, upgrade).await?;
+    session_cookies::attach(
+        &mut response,
+        session_cookies::for_pair(&gate.config, &pair),
+    );
+    Ok(("refreshed", response))
+}
+
+/// Rotates the request's refresh cookie: the new pair and its access token's claims.
+async fn refresh_by_cookie(
+    gate: &Gate,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(TokenPair, Arc<Claims>), ApiError> {
+    let token = cookies::find(headers, REFRESH_COOKIE)
+        .ok_or_else(|| ApiError::NoToken(format!("Missing cookie \"{REFRESH_COOKIE}\"")))?;
+    if csrf_needed(&gate.config, method, Source::Cookie) {
+        let sent = csrf_value(headers, None).ok_or(ApiError::MissingCsrf)?;
+        let claims = gate.authenticator.admit(token, Some(TokenKind::Refresh))?;
+        check_csrf(&claims, sent)?;
+    }
+    let pair = gate.sessions.refresh(token).await?;
+    let claims = gate
+        .authenticator
+        .admit(&pair.access, Some(TokenKind::Access))?;
+    Ok((pair, claims))
 }
 
 /// A browser asking for a page without a valid session is sent to sign in, and from there back

@@ -132,12 +132,16 @@ async fn login(
 /// `tokens.location` says.
 fn tokens_answer(config: &Config, pair: TokenPair) -> Response<Body> {
     let body = if config.token_locations.contains(&TokenLocation::Headers) {
-        json!({
+        let mut body = json!({
             "access_token": pair.access,
-            "refresh_token": pair.refresh,
             "token_type": "Bearer",
             "expires_in": pair.expires_in,
-        })
+        });
+        // Within the refresh grace there is no new refresh token: the client keeps its own.
+        if let Some(refresh) = &pair.refresh {
+            body["refresh_token"] = json!(refresh);
+        }
+        body
     } else {
         json!({ "msg": "Signed in", "expires_in": pair.expires_in })
     };

@@ -18,7 +18,7 @@ use crate::core::revocation::{Revocation, RevocationCache};
 use crate::core::throttle::Throttle;
 use crate::core::token::{Claims, Subject, TokenError, TokenKind, TokenService, unix_now};
 use crate::services::password::Passwords;
-use crate::store::{Ending, Rotation, Store, StoreError, User, UserSessionsEnd};
+use crate::store::{Ending, RefreshRotation, Rotation, Store, StoreError, User, UserSessionsEnd};
 
 /// Why a session operation was refused.
 #[derive(Debug)]
@@ -50,7 +50,8 @@ impl From<StoreError> for AuthError {
 /// A new session's tokens, or a refreshed pair.
 pub(crate) struct TokenPair {
     pub(crate) access: String,
-    pub(crate) refresh: String,
+    /// `None` when a refresh within the grace gave an access token only.
+    pub(crate) refresh: Option<String>,
     /// The access token's lifetime, in seconds.
     pub(crate) expires_in: u64,
     /// The refresh token's lifetime, in seconds.
@@ -85,6 +86,8 @@ pub(crate) struct Sessions {
     counters: SessionCounters,
     /// How long a revocation is held in memory (`TokenConfig::revocation_window`).
     window: Duration,
+    /// `tokens.refresh_reuse_interval`.
+    refresh_grace: Duration,
 }
 
 impl Sessions {
@@ -111,6 +114,7 @@ impl Sessions {
             },
             counters,
             window: config.tokens.revocation_window(),
+            refresh_grace: config.refresh_reuse_interval,
         }
     }
 
@@ -233,7 +237,7 @@ impl Sessions {
     /// `Store::create_session`); `None` when it changed meanwhile.
     async fn create_session(&self, user: &User) -> Result<Option<TokenPair>, AuthError> {
         let sid = uuid::Uuid::new_v4().to_string();
-        let pair = self.issue_pair(&user.id, &user.username, &sid, true);
+        let pair = self.issue_pair(&user.id, &user.username, &sid, true, self.tokens.new_csrf());
         let created = self
             .store
             .create_session(
@@ -247,7 +251,14 @@ impl Sessions {
         Ok(created.then_some(pair))
     }
 
-    fn issue_pair(&self, user_id: &str, username: &str, sid: &str, fresh: bool) -> TokenPair {
+    fn issue_pair(
+        &self,
+        user_id: &str,
+        username: &str,
+        sid: &str,
+        fresh: bool,
+        csrf: Option<String>,
+    ) -> TokenPair {
         let now = unix_now();
         let subject = Subject {
             user_id,
@@ -255,7 +266,6 @@ impl Sessions {
             sid,
         };
         // One CSRF value for the pair, so a form may name either cookie's.
-        let csrf = self.tokens.new_csrf();
         let (access, access_claims) =
             self.tokens
                 .issue_with_csrf(&subject, TokenKind::Access, fresh, now, csrf.clone());
@@ -264,7 +274,7 @@ impl Sessions {
                 .issue_with_csrf(&subject, TokenKind::Refresh, false, now, csrf);
         TokenPair {
             access,
-            refresh,
+            refresh: Some(refresh),
             expires_in: self.tokens.access_ttl(),
             refresh_expires_in: self.tokens.refresh_ttl(),
             csrf: access_claims.csrf,
@@ -274,8 +284,10 @@ impl Sessions {
 
     /// Rotates a refresh token: a new pair, and the old refresh token no longer the session's.
     /// The store decides, whatever this replica's memory says: a session it knows is revoked is
-    /// refused on every replica at once. A refresh token that was already rotated can only be a
-    /// stolen copy presented again: the whole session is revoked.
+    /// refused on every replica at once. The token rotated last is still good for an access
+    /// token within `tokens.refresh_reuse_interval` (a browser's tabs refresh at once); any
+    /// other rotated token can only be a stolen copy presented again: the whole session is
+    /// revoked.
     pub(crate) async fn refresh(&self, token: &str) -> Result<TokenPair, AuthError> {
         if !self.revocations.is_loaded() {
             return Err(AuthError::NotReady);
@@ -289,19 +301,30 @@ impl Sessions {
         if self.revocations.is_revoked(&claims, now) {
             return Err(AuthError::Token(TokenError::Revoked));
         }
-        let pair = self.issue_pair(&claims.sub, &claims.username, &claims.sid, false);
+        // The session keeps its CSRF value, so pages and tabs that hold it keep working.
+        let csrf = claims.csrf.clone().or_else(|| self.tokens.new_csrf());
+        let mut pair = self.issue_pair(&claims.sub, &claims.username, &claims.sid, false, csrf);
         let rotation = self
             .store
-            .rotate_refresh(
-                &claims.sid,
-                &claims.jti,
-                &pair.refresh_claims.jti,
-                pair.refresh_claims.exp,
-            )
+            .rotate_refresh(RefreshRotation {
+                sid: &claims.sid,
+                old_jti: &claims.jti,
+                new_jti: &pair.refresh_claims.jti,
+                new_expires_at: pair.refresh_claims.exp,
+                now,
+                grace: self.refresh_grace,
+            })
             .await?;
         match rotation {
             Rotation::Rotated => {
                 self.counters.refreshes.inc();
+                Ok(pair)
+            }
+            // Another tab won the race a moment ago: an access token, and the refresh token
+            // stays the one the winner got.
+            Rotation::JustRotated => {
+                self.counters.refreshes.inc();
+                pair.refresh = None;
                 Ok(pair)
             }
             Rotation::Revoked => Err(AuthError::Token(TokenError::Revoked)),
@@ -488,8 +511,14 @@ mod tests {
         _dir: tempfile::TempDir,
     }
 
-    /// Sessions on a fresh store, with `limits` as the `[login_limits]` section.
+    /// Sessions on a fresh store, with `limits` as the `[login_limits]` section and no grace for
+    /// a rotated refresh token.
     async fn fixture(limits: &str) -> Fixture {
+        fixture_with(limits, "0s").await
+    }
+
+    /// `fixture`, with `grace` as `tokens.refresh_reuse_interval`.
+    async fn fixture_with(limits: &str, grace: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::parse(&format!(
             r#"
@@ -497,6 +526,7 @@ mod tests {
 url = "http://127.0.0.1:9"
 [tokens]
 secret = "sessions-unit-test-secret-0123456789-abcdefghij"
+refresh_reuse_interval = "{grace}"
 [store]
 path = "{}"
 [passwords]
@@ -559,6 +589,12 @@ parallelism = 1
             self.sessions.login(name, PASSWORD.into()).await.unwrap()
         }
 
+        fn refresh<'a>(&self, pair: &'a TokenPair) -> &'a str {
+            pair.refresh
+                .as_deref()
+                .expect("a pair with a refresh token")
+        }
+
         fn claims(&self, token: &str) -> Arc<Claims> {
             self.tokens.verify(token, unix_now()).unwrap()
         }
@@ -578,16 +614,39 @@ parallelism = 1
         let f = fixture("").await;
         f.register("alice").await;
         let first = f.login("alice").await;
-        let second = f.sessions.refresh(&first.refresh).await.unwrap();
+        let second = f.sessions.refresh(f.refresh(&first)).await.unwrap();
         assert_ne!(second.refresh, first.refresh);
         assert!(f.live(&second.access));
         assert_eq!(f.counters.refreshes.get(), 1);
 
         // The rotated token again: a stolen copy. The whole session goes, the new pair too.
-        assert!(revoked(f.sessions.refresh(&first.refresh).await));
+        assert!(revoked(f.sessions.refresh(f.refresh(&first)).await));
         assert!(!f.live(&second.access));
-        assert!(revoked(f.sessions.refresh(&second.refresh).await));
+        assert!(revoked(f.sessions.refresh(f.refresh(&second)).await));
         assert_eq!(f.counters.revocations.get(), 1);
+    }
+
+    /// A browser's tabs refresh at once: within the grace, the token just rotated gives an
+    /// access token of the same session, and no second chain of refresh tokens; a token rotated
+    /// before that one is still a stolen copy.
+    #[tokio::test]
+    async fn within_the_grace_the_token_just_rotated_gives_an_access_token_only() {
+        let f = fixture_with("", "10s").await;
+        f.register("alice").await;
+        let first = f.login("alice").await;
+        let second = f.sessions.refresh(f.refresh(&first)).await.unwrap();
+        let racing = f.sessions.refresh(f.refresh(&first)).await.unwrap();
+        assert!(racing.refresh.is_none(), "no second chain");
+        assert_eq!(f.claims(&racing.access).sid, f.claims(&second.access).sid);
+        assert_eq!(racing.csrf, second.csrf, "the session keeps its CSRF value");
+        assert!(f.live(&racing.access) && f.live(&second.access));
+
+        let third = f.sessions.refresh(f.refresh(&second)).await.unwrap();
+        assert!(
+            revoked(f.sessions.refresh(f.refresh(&first)).await),
+            "two rotations back: reuse"
+        );
+        assert!(!f.live(&third.access), "and the session is gone");
     }
 
     #[tokio::test]
@@ -613,7 +672,7 @@ parallelism = 1
             ..cold.sessions
         };
         assert!(matches!(
-            sessions.refresh(&pair.refresh).await,
+            sessions.refresh(f.refresh(&pair)).await,
             Err(AuthError::NotReady)
         ));
     }
@@ -629,12 +688,12 @@ parallelism = 1
             f.login("bob").await,
         );
 
-        f.sessions.logout(&f.claims(&a1.refresh)).await.unwrap();
+        f.sessions.logout(&f.claims(f.refresh(&a1))).await.unwrap();
         assert!(
             !f.live(&a1.access),
             "the access token of a logged-out session"
         );
-        assert!(revoked(f.sessions.refresh(&a1.refresh).await));
+        assert!(revoked(f.sessions.refresh(f.refresh(&a1)).await));
         assert!(f.live(&a2.access));
 
         let a3 = f.login("alice").await;
@@ -661,7 +720,7 @@ parallelism = 1
             !other_memory.is_revoked(&f.claims(&ended.access), unix_now()),
             "the other replica has not heard"
         );
-        assert!(revoked(other.refresh(&ended.refresh).await));
+        assert!(revoked(other.refresh(f.refresh(&ended)).await));
 
         // Logout-all from one session, refresh of another on the replica that has not heard.
         let asking = f.login("alice").await;
@@ -672,8 +731,8 @@ parallelism = 1
                 .unwrap(),
             3
         );
-        assert!(revoked(other.refresh(&ended_too.refresh).await));
-        assert!(revoked(other.refresh(&survivor.refresh).await));
+        assert!(revoked(other.refresh(f.refresh(&ended_too)).await));
+        assert!(revoked(other.refresh(f.refresh(&survivor)).await));
         assert!(other_memory.is_empty(), "the store decided, not memory");
     }
 
@@ -731,10 +790,12 @@ parallelism = 1
         let f = fixture("").await;
         f.register("alice").await;
         let first = f.login("alice").await;
-        let second = f.sessions.refresh(&first.refresh).await.unwrap();
-        assert!(revoked(f.sessions.logout(&f.claims(&first.refresh)).await));
+        let second = f.sessions.refresh(f.refresh(&first)).await.unwrap();
+        assert!(revoked(
+            f.sessions.logout(&f.claims(f.refresh(&first))).await
+        ));
         assert!(!f.live(&second.access), "a stolen copy ends the session");
-        assert!(revoked(f.sessions.refresh(&second.refresh).await));
+        assert!(revoked(f.sessions.refresh(f.refresh(&second)).await));
     }
 
     /// The store checks every refresh token, so memory holds a revocation only as long as one of
@@ -744,7 +805,7 @@ parallelism = 1
         let f = fixture("").await;
         f.register("alice").await;
         let first = f.login("alice").await;
-        let second = f.sessions.refresh(&first.refresh).await.unwrap();
+        let second = f.sessions.refresh(f.refresh(&first)).await.unwrap();
         assert!(
             f.revocations.is_empty(),
             "a rotation writes nothing to memory"

@@ -61,9 +61,24 @@ pub(crate) enum Rotation {
     Rotated,
     /// The session is revoked, or gone (expired and purged).
     Revoked,
-    /// The session is live, but the token presented is not its current one: a rotated refresh
-    /// token presented again, or two refreshes racing with one token.
+    /// The session is live, and the token presented is the one it had until a rotation within
+    /// the grace: a browser's tabs refreshing at once. An access token may be issued; the chain
+    /// of refresh tokens stays as it is.
+    JustRotated,
+    /// The session is live, but the token presented is not its current one, nor one rotated
+    /// within the grace: a rotated refresh token presented again.
     Reused,
+}
+
+/// What `rotate_refresh` is asked to do.
+pub(crate) struct RefreshRotation<'a> {
+    pub(crate) sid: &'a str,
+    pub(crate) old_jti: &'a str,
+    pub(crate) new_jti: &'a str,
+    pub(crate) new_expires_at: u64,
+    pub(crate) now: u64,
+    /// `tokens.refresh_reuse_interval`; zero: no grace.
+    pub(crate) grace: Duration,
 }
 
 /// How a request to end one session fared.
@@ -174,16 +189,14 @@ impl Store {
         on_backend!(self, s => s.create_session(sid, user_id, verified_hash, refresh_jti, expires_at).await)
     }
 
-    /// Makes `new_jti` the session's refresh token, if the session is live and `old_jti` is its
-    /// refresh token now: one statement, so a refresh costs the store one round trip.
+    /// Makes the new refresh token the session's, if the session is live and the old one is its
+    /// refresh token now: one statement, so a refresh costs the store one round trip. The old
+    /// one is kept as the previous token, for the grace of `rotation.grace`.
     pub(crate) async fn rotate_refresh(
         &self,
-        sid: &str,
-        old_jti: &str,
-        new_jti: &str,
-        new_expires_at: u64,
+        rotation: RefreshRotation<'_>,
     ) -> Result<Rotation, StoreError> {
-        on_backend!(self, s => s.rotate_refresh(sid, old_jti, new_jti, new_expires_at).await)
+        on_backend!(self, s => s.rotate_refresh(rotation).await)
     }
 
     /// Revokes a session at `now`, in its row and as a revocation held in memory until

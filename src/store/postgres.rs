@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
-use super::{Ending, Rotation, StoreError, User, UserSessionsEnd};
+use super::{Ending, RefreshRotation, Rotation, StoreError, User, UserSessionsEnd};
 use crate::core::revocation::{Revocation, RevocationKind};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -121,37 +121,40 @@ impl PgStore {
     /// when it changes nothing, a read tells why.
     pub(crate) async fn rotate_refresh(
         &self,
-        sid: &str,
-        old_jti: &str,
-        new_jti: &str,
-        new_expires_at: u64,
+        rotation: RefreshRotation<'_>,
     ) -> Result<Rotation, StoreError> {
         let updated = sqlx::query(
-            "UPDATE sessions SET refresh_jti = $1, expires_at = GREATEST(expires_at, $2) \
-             WHERE sid = $3 AND refresh_jti = $4 AND revoked_at IS NULL",
+            "UPDATE sessions SET previous_jti = refresh_jti, rotated_at = $1, refresh_jti = $2, \
+             expires_at = GREATEST(expires_at, $3) WHERE sid = $4 AND refresh_jti = $5 AND revoked_at IS NULL",
         )
-        .bind(new_jti)
-        .bind(new_expires_at as i64)
-        .bind(sid)
-        .bind(old_jti)
+        .bind(rotation.now as i64)
+        .bind(rotation.new_jti)
+        .bind(rotation.new_expires_at as i64)
+        .bind(rotation.sid)
+        .bind(rotation.old_jti)
         .execute(&self.pool)
         .await?
         .rows_affected();
         if updated == 1 {
             return Ok(Rotation::Rotated);
         }
-        let live: Option<bool> =
-            sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE sid = $1")
-                .bind(sid)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(match live {
-            Some(true) => Rotation::Reused,
-            Some(false) | None => Rotation::Revoked,
+        let grace_since = rotation.now.saturating_sub(rotation.grace.as_secs()) as i64;
+        let state: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT revoked_at IS NULL, COALESCE(previous_jti = $1 AND rotated_at >= $2, FALSE) \
+             FROM sessions WHERE sid = $3",
+        )
+        .bind(rotation.old_jti)
+        .bind(grace_since)
+        .bind(rotation.sid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match state {
+            Some((true, true)) if !rotation.grace.is_zero() => Rotation::JustRotated,
+            Some((true, _)) => Rotation::Reused,
+            Some((false, _)) | None => Rotation::Revoked,
         })
     }
 
-    /// `FOR UPDATE` holds the row, so a refresh waits for this revocation and then fails.
     pub(crate) async fn end_session(
         &self,
         sid: &str,

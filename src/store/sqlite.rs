@@ -9,7 +9,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Ending, Rotation, StoreError, User, UserSessionsEnd};
+use super::{Ending, RefreshRotation, Rotation, StoreError, User, UserSessionsEnd};
 use crate::core::revocation::{Revocation, RevocationKind};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -124,33 +124,37 @@ impl SqliteStore {
     /// A single statement is a transaction of its own; when it changes nothing, a read tells why.
     pub(crate) async fn rotate_refresh(
         &self,
-        sid: &str,
-        old_jti: &str,
-        new_jti: &str,
-        new_expires_at: u64,
+        rotation: RefreshRotation<'_>,
     ) -> Result<Rotation, StoreError> {
         let updated = sqlx::query(
-            "UPDATE sessions SET refresh_jti = ?, expires_at = MAX(expires_at, ?) \
-             WHERE sid = ? AND refresh_jti = ? AND revoked_at IS NULL",
+            "UPDATE sessions SET previous_jti = refresh_jti, rotated_at = ?, refresh_jti = ?, \
+             expires_at = MAX(expires_at, ?) WHERE sid = ? AND refresh_jti = ? AND revoked_at IS NULL",
         )
-        .bind(new_jti)
-        .bind(new_expires_at as i64)
-        .bind(sid)
-        .bind(old_jti)
+        .bind(rotation.now as i64)
+        .bind(rotation.new_jti)
+        .bind(rotation.new_expires_at as i64)
+        .bind(rotation.sid)
+        .bind(rotation.old_jti)
         .execute(&self.pool)
         .await?
         .rows_affected();
         if updated == 1 {
             return Ok(Rotation::Rotated);
         }
-        let live: Option<bool> =
-            sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE sid = ?")
-                .bind(sid)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(match live {
-            Some(true) => Rotation::Reused,
-            Some(false) | None => Rotation::Revoked,
+        let grace_since = rotation.now.saturating_sub(rotation.grace.as_secs()) as i64;
+        let state: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT revoked_at IS NULL, COALESCE(previous_jti = ? AND rotated_at >= ?, FALSE) \
+             FROM sessions WHERE sid = ?",
+        )
+        .bind(rotation.old_jti)
+        .bind(grace_since)
+        .bind(rotation.sid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match state {
+            Some((true, true)) if !rotation.grace.is_zero() => Rotation::JustRotated,
+            Some((true, _)) => Rotation::Reused,
+            Some((false, _)) | None => Rotation::Revoked,
         })
     }
 
@@ -312,6 +316,17 @@ async fn revoke(
 mod tests {
     use super::*;
 
+    fn rotation<'a>(sid: &'a str, old_jti: &'a str, new_jti: &'a str) -> RefreshRotation<'a> {
+        RefreshRotation {
+            sid,
+            old_jti,
+            new_jti,
+            new_expires_at: 1,
+            now: crate::core::token::unix_now(),
+            grace: Duration::ZERO,
+        }
+    }
+
     /// A store as the version before `0002` left it: its schema, a live session, a logged-out
     /// one, and a rotated refresh token revoked on its own.
     async fn store_from_before_0002(dir: &Path) -> SqliteStore {
@@ -347,21 +362,21 @@ mod tests {
         store.migrate().await.unwrap();
         assert_eq!(
             store
-                .rotate_refresh("out", "jti-out", "new", 1)
+                .rotate_refresh(rotation("out", "jti-out", "new"))
                 .await
                 .unwrap(),
             Rotation::Revoked
         );
         assert_eq!(
             store
-                .rotate_refresh("live", "jti-live", "new", 1)
+                .rotate_refresh(rotation("live", "jti-live", "new"))
                 .await
                 .unwrap(),
             Rotation::Rotated
         );
         assert_eq!(
             store
-                .rotate_refresh("live", "jti-live", "newer", 1)
+                .rotate_refresh(rotation("live", "jti-live", "newer"))
                 .await
                 .unwrap(),
             Rotation::Reused
