@@ -1,10 +1,16 @@
-//! Marks the PostgreSQL tests as ignored, with the reason, when no test database is configured, so
-//! a plain `cargo test` says what it skipped.
+//! Marks the tests that need something outside Rust as ignored, with the reason, when it is not
+//! configured, so a plain `cargo test` says what it skipped: the PostgreSQL tests without
+//! `AUTHGATE_TEST_DATABASE_URL`, the browser tests without `AUTHGATE_TEST_CHROMEDRIVER`.
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(no_test_database)");
-    println!("cargo::rerun-if-env-changed=AUTHGATE_TEST_DATABASE_URL");
-    if std::env::var("AUTHGATE_TEST_DATABASE_URL").map_or(true, |url| url.is_empty()) {
-        println!("cargo::rustc-cfg=no_test_database");
+    for (variable, cfg) in [
+        ("AUTHGATE_TEST_DATABASE_URL", "no_test_database"),
+        ("AUTHGATE_TEST_CHROMEDRIVER", "no_test_browser"),
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        println!("cargo::rerun-if-env-changed={variable}");
+        if std::env::var(variable).map_or(true, |value| value.is_empty()) {
+            println!("cargo::rustc-cfg={cfg}");
+        }
     }
 }

@@ -762,7 +762,11 @@ async fn parallel_refreshes_of_one_token_give_one_pair_and_no_store_errors() {
             assert_eq!(statuses, [200; 8], "{grace}");
             assert_eq!(r.status, StatusCode::OK, "the session lives on");
         } else {
-            assert_eq!(statuses, [200, 401, 401, 401, 401, 401, 401, 401], "{grace}");
+            assert_eq!(
+                statuses,
+                [200, 401, 401, 401, 401, 401, 401, 401],
+                "{grace}"
+            );
             // A refresh token used twice is a stolen one: the session goes, the winner's pair
             // with it.
             assert_eq!(r.status, StatusCode::UNAUTHORIZED);
