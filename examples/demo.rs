@@ -4,7 +4,8 @@
 //! identity headers it received, then authgate in front of it, configured by
 //! `config/authgate.toml` with two changes: a throwaway SQLite store in a temporary directory, and
 //! (unless `AUTHGATE_SECRET` is already set) a fresh random signing secret. It prints the curl
-//! commands of the whole flow, ready to paste into another terminal. Ctrl-C stops both.
+//! commands of the whole flow, ready to paste into another terminal, and a URL to open in a
+//! browser (cookies go without `Secure`, since the demo serves plain HTTP). Ctrl-C stops both.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -80,6 +81,8 @@ async fn demo(generated_secret: bool) -> ExitCode {
     config.store = authgate::StoreConfig::Sqlite {
         path: store_dir.path().join("demo.db"),
     };
+    // The demo serves plain HTTP on localhost: its cookies go without `Secure`.
+    config.cookies.secure = false;
 
     // The demo app listens where the config's upstream.url points; if that port is taken, on any
     // free port, and authgate is pointed there instead.
@@ -289,6 +292,9 @@ echo '--- 8. the logged-out access token: 401 Token has been revoked'
 curl -s {status} {base}/api/hello -H "Authorization: Bearer $ACCESS"
 echo '--- 9. the logged-out refresh token: 401 Token has been revoked'
 curl -s {status} -X POST {prefix}/refresh -H "Authorization: Bearer $REFRESH"
+
+Or open http://{base}/api/hello in a browser: it is sent to sign in ({prefix}/login).
+Sign up, sign in, and the app's answer shows the identity headers. {prefix}/logout signs out.
 
 Ctrl-C stops the demo. Logs follow.
 ================================================================================
