@@ -92,14 +92,39 @@ async fn fill(browser: &Client, field: &str, text: &str) {
     input.send_keys(text).await.unwrap();
 }
 
+/// Clicks the form's button, and waits until the browser has gone where the answer sends it.
 async fn submit(browser: &Client) {
-    browser
+    let button = browser
         .find(Locator::Css("button[type=submit]"))
         .await
-        .unwrap()
-        .click()
-        .await
         .unwrap();
+    click_and_wait(browser, button).await;
+}
+
+/// Clicks `element` and waits (at most 10 s) for the page to change: a click returns before a
+/// form's post and its `303` are done.
+async fn click_and_wait(browser: &Client, element: fantoccini::elements::Element) {
+    let before = browser.current_url().await.unwrap();
+    element.click().await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        browser.wait_for_navigation(Some(before)),
+    )
+    .await
+    .expect("the click leads somewhere")
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while browser
+            .execute("return document.readyState", vec![])
+            .await
+            .unwrap()
+            != "complete"
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the page loads");
 }
 
 /// `fetch()` from the page: the status of a POST to `path`, with `X-CSRF-TOKEN` copied from the
@@ -157,13 +182,8 @@ async fn a_browser_signs_up_signs_in_stays_in_and_signs_out() {
     println!("the sign-in page: {}", shot.display());
 
     // Sign up through the form, then sign in through the other.
-    browser
-        .find(Locator::LinkText("Sign up"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let sign_up = browser.find(Locator::LinkText("Sign up")).await.unwrap();
+    click_and_wait(&browser, sign_up).await;
     assert!(path_of(&browser).await.starts_with("/auth/register?next="));
     fill(&browser, "username", "ada").await;
     fill(&browser, "password", "a perfectly fine password").await;

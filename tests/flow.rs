@@ -107,7 +107,8 @@ async fn a_token_whose_exp_is_now_is_refused() {
 
 #[tokio::test]
 async fn a_rotated_refresh_token_stops_working_and_its_reuse_revokes_the_session() {
-    let s = Setup::new().await;
+    // No grace: a browser's racing tabs are `tests/browser.rs`'s.
+    let s = Setup::with_config("", without_refresh_grace).await;
     let addr = s.addr();
     let (access, refresh) = s.login("carol").await;
 
@@ -161,7 +162,11 @@ async fn logout_with_the_refresh_token_revokes_the_access_token_too() {
 async fn a_revoked_token_is_still_refused_after_a_restart_on_the_same_store() {
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config_text(&upstream.url(), &dir.path().join("authgate.db"), "");
+    let config = without_refresh_grace(config_text(
+        &upstream.url(),
+        &dir.path().join("authgate.db"),
+        "",
+    ));
     let password = "a perfectly fine password";
     let creds = json!({"username": "erin", "password": password});
 

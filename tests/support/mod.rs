@@ -221,6 +221,11 @@ access = "deny"
     )
 }
 
+/// `config` with no grace for a just-rotated refresh token: presenting it again is reuse at once.
+pub fn without_refresh_grace(config: String) -> String {
+    config.replace("[tokens]\n", "[tokens]\nrefresh_reuse_interval = \"0s\"\n")
+}
+
 /// A running authgate.
 pub struct Gate {
     pub addr: SocketAddr,
@@ -286,13 +291,18 @@ impl Setup {
     }
 
     pub async fn with_extra(extra: &str) -> Setup {
+        Setup::with_config(extra, |config| config).await
+    }
+
+    /// A gate whose configuration text is `edit`ed first (see `without_refresh_grace`).
+    pub async fn with_config(extra: &str, edit: impl FnOnce(String) -> String) -> Setup {
         let upstream = Upstream::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let gate = Gate::start(&config_text(
+        let gate = Gate::start(&edit(config_text(
             &upstream.url(),
             &dir.path().join("authgate.db"),
             extra,
-        ))
+        )))
         .await;
         Setup {
             upstream,
