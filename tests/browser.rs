@@ -904,3 +904,156 @@ async fn a_rotated_refresh_token_after_the_grace_revokes_the_session() {
     let r = get_with_token(gate.addr, "/api/x", access).await;
     assert_eq!(r.msg(), "Token has been revoked");
 }
+
+/// Found by attacking the first version: one cookie with UTF-8 bytes (browsers send them as they
+/// are) hid every other cookie, and the user could not even sign in again.
+#[tokio::test]
+async fn a_cookie_with_bytes_outside_ascii_does_not_hide_the_session() {
+    let s = browser_gate(r#"["headers", "cookies"]"#, "").await;
+    let jar = signed_in(s.addr()).await;
+    let mut cookie = b"pref=\xc3\xa9t\xc3\xa9; ".to_vec();
+    cookie.extend_from_slice(cookie_header(&jar).as_bytes());
+    let mut request = request("GET", "/api/x", &[], "");
+    request
+        .headers_mut()
+        .insert("cookie", http::HeaderValue::from_bytes(&cookie).unwrap());
+    let r = send(s.addr(), request).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let seen = s.upstream.seen().pop().unwrap();
+    assert!(
+        seen.headers["cookie"]
+            .as_bytes()
+            .starts_with(b"pref=\xc3\xa9t\xc3\xa9")
+    );
+}
+
+/// Found by attacking the first version: with two access cookies (one tossed in by another
+/// site of the domain), authgate checked the first and forwarded both, and an app that keeps the
+/// last one acted for another user. Now the app gets exactly the one authgate checked; none
+/// when a header authenticated the request.
+#[tokio::test]
+async fn the_app_gets_only_the_access_cookie_authgate_checked() {
+    let s = browser_gate(r#"["headers", "cookies"]"#, "").await;
+    let ada = signed_in(s.addr()).await;
+    let ada_access = value(&ada, "access_token_cookie").to_string();
+    let other = {
+        let body = json!({"username": "bob", "password": "a perfectly fine password"});
+        post_json(s.addr(), "/auth/register", &body, &[]).await;
+        jar(&post_json(s.addr(), "/auth/login", &body, &[]).await)
+    };
+    let bob_access = value(&other, "access_token_cookie").to_string();
+    let cookies = format!("access_token_cookie={ada_access}; access_token_cookie={bob_access}");
+    let r = send_with(s.addr(), "GET", "/api/x", &[("cookie", &cookies)], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = s.upstream.seen().pop().unwrap();
+    assert_eq!(seen.headers["x-auth-username"], "ada");
+    assert_eq!(
+        seen.headers["cookie"],
+        format!("access_token_cookie={ada_access}").as_str()
+    );
+
+    let bearer = format!("Bearer {bob_access}");
+    let r = send_with(
+        s.addr(),
+        "GET",
+        "/api/x",
+        &[
+            ("authorization", &bearer),
+            (
+                "cookie",
+                &format!("access_token_cookie={ada_access}; theme=dark"),
+            ),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = s.upstream.seen().pop().unwrap();
+    assert_eq!(seen.headers["x-auth-username"], "bob");
+    assert_eq!(
+        seen.headers["cookie"], "theme=dark",
+        "not ada's cookie under bob's name"
+    );
+
+    // However a client writes the refresh cookie's name, the app never gets it.
+    let refresh = value(&ada, "refresh_token_cookie");
+    for sneaky in [
+        format!("refresh_token_cookie ={refresh}"),
+        format!("x=1, refresh_token_cookie={refresh}"),
+        format!("REFRESH_TOKEN_COOKIE={refresh}"),
+    ] {
+        let r = send_with(s.addr(), "GET", "/public/x", &[("cookie", &sneaky)], "").await;
+        assert_eq!(r.status, StatusCode::OK);
+        let seen = s.upstream.seen().pop().unwrap();
+        let forwarded = seen
+            .headers
+            .get("cookie")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            forwarded.as_deref().is_none_or(|c| !c.contains(refresh)),
+            "{sneaky}: {forwarded:?}"
+        );
+    }
+}
+
+/// Found by attacking the first version: an expired bearer header with someone's refresh
+/// cookie was refreshed in line, and forwarded with the header's token under the cookie's user.
+/// The header came first, so it decides.
+#[tokio::test]
+async fn an_expired_header_token_is_refused_not_refreshed_by_a_cookie() {
+    let s = browser_gate(r#"["headers", "cookies"]"#, "").await;
+    let jar = signed_in(s.addr()).await;
+    let expired = expired_access(&jar);
+    let bearer = format!("Bearer {expired}");
+    let refresh_only = format!(
+        "refresh_token_cookie={}",
+        value(&jar, "refresh_token_cookie")
+    );
+    let r = send_with(
+        s.addr(),
+        "GET",
+        "/api/x",
+        &[("authorization", &bearer), ("cookie", &refresh_only)],
+        "",
+    )
+    .await;
+    assert_eq!(r.msg(), "Token has expired");
+}
+
+/// Found by attacking the first version: the new session's cookies were set on an app answer
+/// that said `Cache-Control: public`, for a shared cache to hand to the next user.
+#[tokio::test]
+async fn an_answer_that_carries_new_session_cookies_is_not_for_caches() {
+    let s = browser_gate(r#"["headers", "cookies"]"#, "").await;
+    let jar = signed_in(s.addr()).await;
+    let refresh_only = format!(
+        "refresh_token_cookie={}",
+        value(&jar, "refresh_token_cookie")
+    );
+    let r = send_with(s.addr(), "GET", "/api/x", &[("cookie", &refresh_only)], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        values(&r.headers, "set-cookie")
+            .iter()
+            .any(|c| c.starts_with("access_token_cookie="))
+    );
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+}
+
+/// Found by attacking the first version: TRACE echoed the HttpOnly access cookie back to a
+/// page's script (cross-site tracing), and WebDAV's methods went through on a cookie alone.
+#[tokio::test]
+async fn trace_is_refused_and_every_unsafe_method_needs_the_csrf_token() {
+    let s = browser_gate(r#"["headers", "cookies"]"#, "").await;
+    let jar = signed_in(s.addr()).await;
+    let cookies = cookie_header(&jar);
+    for method in ["TRACE", "TRACK"] {
+        let r = send_with(s.addr(), method, "/api/x", &[("cookie", &cookies)], "").await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+    }
+    for method in ["PROPPATCH", "MOVE", "LOCK", "PURGE"] {
+        let r = send_with(s.addr(), method, "/api/x", &[("cookie", &cookies)], "").await;
+        assert_eq!(r.msg(), "Missing CSRF token", "{method}");
+    }
+    assert!(s.upstream.seen().is_empty());
+}

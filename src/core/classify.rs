@@ -62,7 +62,9 @@ pub fn normalise_method(method: &mut Method) {
 /// path come from that one string. `method` has been through `normalise_method`.
 pub fn classify(layout: &Layout<'_>, method: &Method, uri: &Uri) -> Result<Class, Refusal> {
     // A tunnel to wherever the target names: never the app's business, and not authgate's.
-    if method == Method::CONNECT {
+    // TRACE and TRACK echo the request back, its cookies included, to a page's script (cross-site
+    // tracing): refused, as nginx does.
+    if method == Method::CONNECT || method == Method::TRACE || method.as_str() == "TRACK" {
         return Err(Refusal::MethodNotAllowed(PROXIED_METHODS));
     }
     let path = normalise_path(uri.path()).map_err(Refusal::BadPath)?;
@@ -207,10 +209,13 @@ mod tests {
 
     #[test]
     fn connect_and_unsafe_paths_are_refused_before_any_rule() {
-        assert_eq!(
-            classified("CONNECT", "/items/1"),
-            Err(Refusal::MethodNotAllowed(PROXIED_METHODS))
-        );
+        for method in ["CONNECT", "TRACE", "track"] {
+            assert_eq!(
+                classified(method, "/items/1"),
+                Err(Refusal::MethodNotAllowed(PROXIED_METHODS)),
+                "{method}"
+            );
+        }
         assert_eq!(
             classified("GET", "/items/%2e%2e/%2e%2e/x"),
             Err(Refusal::BadPath(PathError::EscapesRoot))

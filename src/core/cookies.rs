@@ -116,47 +116,71 @@ impl CookieConfig {
     }
 }
 
-/// The value of the first cookie called `name` in the request's `Cookie` fields (HTTP/2 may
-/// send several), or `None`. Pairs without `=` and empty values count as absent.
-pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The pairs of the request's `Cookie` fields, each as (name, value) bytes trimmed of blanks,
+/// in order. Read as bytes, so that one cookie with bytes outside ASCII (browsers send UTF-8 as
+/// it is) does not hide the others; split on `,` as well as `;`, since no cookie value holds a
+/// comma and lenient parsers (Werkzeug's) split there.
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim().trim_matches('"'))
-        .filter(|value| !value.is_empty())
-}
-
-/// `headers`' `Cookie` fields with the cookies called any of `names` taken out, joined as one
-/// value; `None` when nothing is left. The refresh token is authgate's alone: the app never sees
-/// it.
-pub fn without(headers: &HeaderMap, names: &[&str]) -> Option<String> {
-    let kept: Vec<&str> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';' || b == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| !names.contains(&pair.split_once('=').map_or(*pair, |(key, _)| key)))
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
+        .map(|pair| match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()),
+            None => (pair, &b""[..]),
+        })
 }
 
-/// `headers`' `Cookie` fields as one value, with the cookie `name` set to `value` (replaced, or
-/// added); `None` if that is not a valid field value.
-pub fn with_value(headers: &HeaderMap, name: &str, value: &str) -> Option<HeaderValue> {
-    let mut text = without(headers, &[name]).unwrap_or_default();
-    if !text.is_empty() {
-        text.push_str("; ");
+/// The value of the first cookie called `name` (exactly, as browsers send it) that has one, or
+/// `None`. Quotes around a value are dropped.
+pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    pairs(headers)
+        .filter(|(key, _)| *key == name.as_bytes())
+        .map(|(_, value)| {
+            value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value)
+        })
+        .find(|value| !value.is_empty())
+        .and_then(|value| std::str::from_utf8(value).ok())
+}
+
+/// `headers`' `Cookie` fields as one value, without the cookies called any of `names` (compared
+/// without regard to case, as lenient parsers do) and with `add` at the end; `None` when nothing
+/// is left. The refresh token is authgate's alone: the app never sees it.
+pub fn rebuilt(
+    headers: &HeaderMap,
+    names: &[&str],
+    add: Option<(&str, &str)>,
+) -> Option<HeaderValue> {
+    let mut out: Vec<u8> = Vec::new();
+    let kept = pairs(headers)
+        .filter(|(key, _)| !names.iter().any(|n| key.eq_ignore_ascii_case(n.as_bytes())));
+    for (key, value) in kept {
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(key);
+        if !value.is_empty() || key.is_empty() {
+            out.push(b'=');
+            out.extend_from_slice(value);
+        }
     }
-    text.push_str(name);
-    text.push('=');
-    text.push_str(value);
-    HeaderValue::from_str(&text).ok()
+    if let Some((name, value)) = add {
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(value.as_bytes());
+    }
+    if out.is_empty() {
+        return None;
+    }
+    HeaderValue::from_bytes(&out).ok()
 }
 
 #[cfg(test)]
@@ -205,30 +229,58 @@ mod tests {
     }
 
     #[test]
-    fn the_refresh_cookie_is_taken_out_of_what_the_app_gets() {
-        let h = cookies(&[
-            "a=1; refresh_token_cookie=r; access_token_cookie=t",
-            "refresh_token_cookie=x",
-        ]);
+    fn the_refresh_cookie_is_taken_out_of_what_the_app_gets_however_it_is_written() {
         let names = [REFRESH_COOKIE, LOGIN_CSRF_COOKIE];
+        let kept = |values: &[&str]| rebuilt(&cookies(values), &names, None);
         assert_eq!(
-            without(&h, &names).as_deref(),
-            Some("a=1; access_token_cookie=t")
+            kept(&[
+                "a=1; refresh_token_cookie=r; access_token_cookie=t",
+                "refresh_token_cookie=x"
+            ])
+            .unwrap(),
+            "a=1; access_token_cookie=t"
         );
-        assert_eq!(without(&cookies(&["refresh_token_cookie=r"]), &names), None);
-        assert_eq!(without(&HeaderMap::new(), &names), None);
+        for sneaky in [
+            "refresh_token_cookie =r",
+            "refresh_token_cookie\t=r",
+            "x=1, refresh_token_cookie=r",
+            "REFRESH_TOKEN_COOKIE=r",
+            " refresh_token_cookie=r ",
+        ] {
+            let rebuilt = kept(&[sneaky]);
+            assert!(
+                rebuilt
+                    .as_ref()
+                    .is_none_or(|v| !v.to_str().unwrap().contains("=r")),
+                "{sneaky:?}: {rebuilt:?}"
+            );
+        }
+        assert_eq!(kept(&["refresh_token_cookie=r"]), None);
+        assert_eq!(kept(&[]), None);
+        let replaced = rebuilt(
+            &cookies(&["a=1; access_token_cookie=old; access_token_cookie=other"]),
+            &[ACCESS_COOKIE],
+            Some((ACCESS_COOKIE, "new")),
+        );
+        assert_eq!(
+            replaced.unwrap(),
+            "a=1; access_token_cookie=new",
+            "one access cookie: the one authgate checked"
+        );
     }
 
+    /// Browsers send a cookie's UTF-8 as it is: the other cookies are still read and passed on.
     #[test]
-    fn a_cookie_is_given_a_new_value_or_added() {
-        let h = cookies(&["a=1; access_token_cookie=old", "b=2"]);
-        assert_eq!(
-            with_value(&h, ACCESS_COOKIE, "new").unwrap(),
-            "a=1; b=2; access_token_cookie=new"
+    fn a_cookie_with_bytes_outside_ascii_hides_no_other() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"pref=\xc3\xa9t\xc3\xa9; access_token_cookie=tok").unwrap(),
         );
+        assert_eq!(find(&h, ACCESS_COOKIE), Some("tok"));
         assert_eq!(
-            with_value(&HeaderMap::new(), ACCESS_COOKIE, "new").unwrap(),
-            "access_token_cookie=new"
+            rebuilt(&h, &[REFRESH_COOKIE], None).unwrap().as_bytes(),
+            b"pref=\xc3\xa9t\xc3\xa9; access_token_cookie=tok"
         );
     }
 

@@ -135,15 +135,14 @@ pub(crate) fn presented<'a>(
     }))
 }
 
-/// Whether the request must carry a CSRF token: a state-changing method (Flask-JWT-Extended's
-/// `JWT_CSRF_METHODS`) authenticated by cookie, with `cookies.csrf_protect` on.
+/// Whether the request must carry a CSRF token: authenticated by cookie, with
+/// `cookies.csrf_protect` on, and any method but `GET`, `HEAD` and `OPTIONS`. That is
+/// Flask-JWT-Extended's `POST`, `PUT`, `PATCH` and `DELETE`, and WebDAV's `PROPPATCH`, `MOVE`
+/// and the rest too: a method an app may change state on is never let through on a cookie alone.
 pub(crate) fn csrf_needed(config: &Config, method: &Method, source: Source) -> bool {
     source == Source::Cookie
         && config.cookies.csrf_protect
-        && matches!(
-            *method,
-            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-        )
+        && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// `X-CSRF-TOKEN`, or the form's `csrf_token` field for authgate's own forms.

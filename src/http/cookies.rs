@@ -3,16 +3,17 @@
 //!
 //! Every cookie has `Path=/`. The refresh cookie could be limited to the auth prefix, but silent
 //! refresh reads it on whatever guarded path a browser asks for, so it must travel with every
-//! request; the app never sees it (`proxy` takes it out of the `Cookie` it forwards).
+//! request; the app never sees it (`for_app` takes it out of the `Cookie` it forwards).
 
 use std::time::Duration;
 
-use http::header::SET_COOKIE;
-use http::{HeaderValue, Response};
+use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Response};
 
 use crate::config::Config;
 use crate::core::cookies::{
-    ACCESS_COOKIE, ACCESS_CSRF_COOKIE, REFRESH_COOKIE, REFRESH_CSRF_COOKIE, Script,
+    self, ACCESS_COOKIE, ACCESS_CSRF_COOKIE, LOGIN_CSRF_COOKIE, REFRESH_COOKIE,
+    REFRESH_CSRF_COOKIE, Script,
 };
 use crate::services::sessions::TokenPair;
 
@@ -53,6 +54,46 @@ pub(crate) fn cleared(config: &Config) -> Vec<String> {
     ]
 }
 
+/// Which access cookie the app gets.
+pub(crate) enum AppAccess<'a> {
+    /// A public route: the access cookie as the client sent it (authgate vouched for nothing).
+    AsSent,
+    /// A guarded route authenticated by this cookie (or renewed to it): this one alone.
+    Only(&'a str),
+    /// A guarded route authenticated by a header: none, so that the app and authgate cannot
+    /// disagree on who is calling.
+    None,
+}
+
+/// Rewrites the `Cookie` the app gets: never the refresh cookie or the sign-in form's (the app
+/// needs neither, and its logs are no place for a refresh token), and the access cookie as
+/// `access` says.
+pub(crate) fn for_app(headers: &mut HeaderMap, access: AppAccess<'_>) {
+    if !headers.contains_key(COOKIE) && !matches!(access, AppAccess::Only(_)) {
+        return;
+    }
+    let mut removed = vec![REFRESH_COOKIE, LOGIN_CSRF_COOKIE];
+    let add = match access {
+        AppAccess::AsSent => None,
+        AppAccess::Only(token) => {
+            removed.push(ACCESS_COOKIE);
+            Some((ACCESS_COOKIE, token))
+        }
+        AppAccess::None => {
+            removed.push(ACCESS_COOKIE);
+            None
+        }
+    };
+    match cookies::rebuilt(headers, &removed, add) {
+        Some(value) => {
+            headers.insert(COOKIE, value);
+        }
+        None => {
+            headers.remove(COOKIE);
+        }
+    }
+}
+
 /// Adds `set_cookies` to `response`.
 pub(crate) fn attach<B>(response: &mut Response<B>, set_cookies: Vec<String>) {
     for value in set_cookies {
@@ -61,4 +102,13 @@ pub(crate) fn attach<B>(response: &mut Response<B>, set_cookies: Vec<String>) {
             response.headers_mut().append(SET_COOKIE, value);
         }
     }
+}
+
+/// Adds `set_cookies` to the app's `response`, which then must not be stored by a shared cache:
+/// a cached answer would hand one user's session to the next.
+pub(crate) fn attach_to_app_answer<B>(response: &mut Response<B>, set_cookies: Vec<String>) {
+    attach(response, set_cookies);
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }

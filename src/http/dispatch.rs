@@ -15,16 +15,15 @@ use serde_json::json;
 use crate::config::Config;
 use crate::core::browser::prefers_html;
 use crate::core::classify::{Class, classify as core_classify, normalise_method};
-use crate::core::cookies::{self, ACCESS_COOKIE, REFRESH_COOKIE};
+use crate::core::cookies::{self, REFRESH_COOKIE};
 use crate::core::endpoint::Endpoint;
 use crate::core::form_fields::encode;
 use crate::core::forwarded::Relayed;
 use crate::core::routes::{Access, normalise_path};
-use crate::core::token::TokenError;
-use crate::core::token::{Claims, TokenKind};
-use crate::http::authn::{Source, authenticate, check_csrf, csrf_needed, csrf_value};
+use crate::core::token::{Claims, TokenError, TokenKind};
+use crate::http::authn::{Source, authenticate, check_csrf, csrf_needed, csrf_value, presented};
 use crate::http::body::{Body, Outbound};
-use crate::http::cookies as session_cookies;
+use crate::http::cookies::{self as session_cookies, AppAccess};
 use crate::http::error::{ApiError, json_response};
 use crate::http::gate::Gate;
 use crate::http::idle::{InFlight, Tracked};
@@ -261,6 +260,9 @@ fn decide(
                     }
                 }
             };
+            if gate.config.cookies_enabled() {
+                forward_cookies(gate, &mut request, claims.is_some());
+            }
             let relayed = relayed(gate, peer, &request);
             let rewritten = forwarder.rewrite(
                 request,
@@ -287,15 +289,41 @@ fn decide(
     }
 }
 
+/// The `Cookie` a forwarded request carries (see `session_cookies::for_app`): on a guarded
+/// route, the access cookie only if it is what authenticated the request.
+fn forward_cookies(gate: &Gate, request: &mut Request<Incoming>, guarded: bool) {
+    let headers = request.headers_mut();
+    if !guarded {
+        session_cookies::for_app(headers, AppAccess::AsSent);
+        return;
+    }
+    let by_cookie = match presented(&gate.config, headers, TokenKind::Access) {
+        Ok((token, Source::Cookie)) => Some(token.to_string()),
+        _ => None,
+    };
+    let access = by_cookie
+        .as_deref()
+        .map_or(AppAccess::None, AppAccess::Only);
+    session_cookies::for_app(headers, access);
+}
+
 /// Whether a request refused for `refusal` may have its session renewed by its refresh cookie:
-/// the access cookie is missing or has expired, and a refresh cookie came.
+/// the access cookie is missing or has expired (not a header's token: the header came first and
+/// decides), and a refresh cookie came.
 fn may_refresh(gate: &Gate, headers: &HeaderMap, refusal: &ApiError) -> bool {
-    gate.config.cookies_enabled()
-        && matches!(
+    if !gate.config.cookies_enabled()
+        || !matches!(
             refusal,
             ApiError::NoToken(_) | ApiError::Token(TokenError::Expired)
         )
-        && cookies::find(headers, REFRESH_COOKIE).is_some()
+        || cookies::find(headers, REFRESH_COOKIE).is_none()
+    {
+        return false;
+    }
+    matches!(
+        presented(&gate.config, headers, TokenKind::Access),
+        Err(ApiError::NoToken(_)) | Ok((_, Source::Cookie))
+    )
 }
 
 /// Silent refresh: the refresh cookie rotated (with the CSRF check a state-changing request
@@ -320,9 +348,7 @@ async fn refresh_and_forward(
             return Err(sign_in_first(gate, method, headers, &path_and_query, e));
         }
     };
-    if let Some(cookie) = cookies::with_value(request.headers(), ACCESS_COOKIE, &pair.access) {
-        request.headers_mut().insert(http::header::COOKIE, cookie);
-    }
+    session_cookies::for_app(request.headers_mut(), AppAccess::Only(&pair.access));
     let relayed = relayed(gate, peer, &request);
     let (outgoing, client) = forwarder.rewrite(
         request,
@@ -336,10 +362,8 @@ async fn refresh_and_forward(
         tunnel(gate, peer, Switch { client, claims })
     });
     let mut response = forwarder.send(outgoing, upgrade).await?;
-    session_cookies::attach(
-        &mut response,
-        session_cookies::for_pair(&gate.config, &pair),
-    );
+    let set = session_cookies::for_pair(&gate.config, &pair);
+    session_cookies::attach_to_app_answer(&mut response, set);
     Ok(("refreshed", response))
 }
 

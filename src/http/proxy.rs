@@ -15,7 +15,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::{IdentityConfig, UpstreamConfig};
-use crate::core::cookies::{self, LOGIN_CSRF_COOKIE, REFRESH_COOKIE};
 use crate::core::forwarded::Relayed;
 use crate::core::headers::{
     CLIENT_ADDRESSES, OVERRIDES, OwnedHeaders, has_hop_by_hop, is_field_value, is_forwarded_detail,
@@ -79,17 +78,10 @@ pub struct Forwarder {
     /// Headers only authgate may set: identity and forwarding headers; and overrides, which it
     /// never sends.
     owned: OwnedHeaders,
-    /// Whether sessions travel in cookies: then the refresh cookie and the sign-in form's are
-    /// taken out of what the app gets (it needs neither, and logs or leaks are the app's).
-    session_cookies: bool,
 }
 
 impl Forwarder {
-    pub fn new(
-        upstream: &UpstreamConfig,
-        identity: &IdentityConfig,
-        session_cookies: bool,
-    ) -> Forwarder {
+    pub fn new(upstream: &UpstreamConfig, identity: &IdentityConfig) -> Forwarder {
         let authority = upstream
             .base
             .authority()
@@ -124,7 +116,6 @@ impl Forwarder {
                 .expect("an authority is a valid header value"),
             identity: identity.clone(),
             owned,
-            session_cookies,
         }
     }
 
@@ -181,22 +172,6 @@ impl Forwarder {
         }
         if parts.version == Version::HTTP_2 {
             join_cookies(&mut parts.headers);
-        }
-        if self.session_cookies && parts.headers.contains_key(header::COOKIE) {
-            match cookies::without(&parts.headers, &[REFRESH_COOKIE, LOGIN_CSRF_COOKIE]) {
-                // What was a valid value, less some pairs, is still one.
-                Some(kept) => match HeaderValue::from_str(&kept) {
-                    Ok(kept) => {
-                        parts.headers.insert(header::COOKIE, kept);
-                    }
-                    Err(_) => {
-                        parts.headers.remove(header::COOKIE);
-                    }
-                },
-                None => {
-                    parts.headers.remove(header::COOKIE);
-                }
-            }
         }
 
         // A look at each name rather than a hashed lookup: cheaper for a head's few fields.
