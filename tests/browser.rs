@@ -33,32 +33,6 @@ const NAVIGATION: &str =
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
 const CREDENTIALS: &str = r#"{"username":"ada","password":"a perfectly fine password"}"#;
 
-/// The cookies a browser would hold after `answer`: name → value, cleared ones removed.
-fn jar(answer: &Answer) -> Vec<(String, String)> {
-    let mut jar: Vec<(String, String)> = Vec::new();
-    for line in values(&answer.headers, "set-cookie") {
-        let pair = line.split(';').next().unwrap();
-        let (name, value) = pair.split_once('=').unwrap();
-        jar.retain(|(n, _)| n != name);
-        if !line.contains("Max-Age=0") {
-            jar.push((name.to_string(), value.to_string()));
-        }
-    }
-    jar
-}
-
-fn cookie_header(jar: &[(String, String)]) -> String {
-    let pairs: Vec<String> = jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
-    pairs.join("; ")
-}
-
-fn value<'a>(jar: &'a [(String, String)], name: &str) -> &'a str {
-    jar.iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no {name} in {jar:?}"))
-}
-
 /// Registers and logs in with JSON; the cookies set.
 async fn signed_in(addr: SocketAddr) -> Vec<(String, String)> {
     let body: serde_json::Value = serde_json::from_str(CREDENTIALS).unwrap();

@@ -96,30 +96,6 @@ async fn signed_in(addr: SocketAddr) -> Answer {
     r
 }
 
-/// The cookies `answer` sets: name → value.
-fn jar(answer: &Answer) -> Vec<(String, String)> {
-    values(&answer.headers, "set-cookie")
-        .iter()
-        .map(|line| {
-            let pair = line.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            (name.to_string(), value.to_string())
-        })
-        .collect()
-}
-
-fn cookie_header(jar: &[(String, String)]) -> String {
-    let pairs: Vec<String> = jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
-    pairs.join("; ")
-}
-
-fn value<'a>(jar: &'a [(String, String)], name: &str) -> &'a str {
-    jar.iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no {name} in {jar:?}"))
-}
-
 /// The app's answer when Flask-JWT-Extended has decoded the token of `claims` (ada's).
 fn identity_of(claims: &serde_json::Value) -> serde_json::Value {
     json!({

@@ -678,3 +678,29 @@ pub async fn logins_racing_a_password_change(
     );
     survivors
 }
+
+/// The cookies a browser would hold after `answer`: name → value, cleared ones removed.
+pub fn jar(answer: &Answer) -> Vec<(String, String)> {
+    let mut jar: Vec<(String, String)> = Vec::new();
+    for line in values(&answer.headers, "set-cookie") {
+        let pair = line.split(';').next().unwrap();
+        let (name, value) = pair.split_once('=').unwrap();
+        jar.retain(|(n, _)| n != name);
+        if !line.contains("Max-Age=0") {
+            jar.push((name.to_string(), value.to_string()));
+        }
+    }
+    jar
+}
+
+pub fn cookie_header(jar: &[(String, String)]) -> String {
+    let pairs: Vec<String> = jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    pairs.join("; ")
+}
+
+pub fn value<'a>(jar: &'a [(String, String)], name: &str) -> &'a str {
+    jar.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} in {jar:?}"))
+}
