@@ -112,20 +112,36 @@ pub(crate) fn handle(
     let mut log = LogFields::default();
     let next = decide(&gate, &forwarder, request, &peer, &mut log);
     async move {
+        // A silent refresh ends in an ordinary forward, so that there is one call of `send`
+        // (which the compiler then inlines into the proxied path).
+        let next = match next {
+            Ok(Next::Refresh(pending)) => Box::pin(renew(&gate, &forwarder, &peer, *pending)).await,
+            next => next,
+        };
         let answered = match next {
-            Ok(Next::Forward(outgoing, switch)) => {
-                let upgrade = switch.map(|switch| tunnel(&gate, &peer, *switch));
-                forwarder
-                    .send(outgoing, upgrade)
-                    .await
-                    .map(|response| ("forwarded", response))
+            Ok(Next::Forward(outgoing, extras)) => {
+                let (upgrade, set_cookies) = match extras {
+                    None => (None, None),
+                    Some(extras) => {
+                        let Extras {
+                            switch,
+                            set_cookies,
+                        } = *extras;
+                        (switch.map(|s| tunnel(&gate, &peer, s)), set_cookies)
+                    }
+                };
+                forwarder.send(outgoing, upgrade).await.map(|mut response| {
+                    if let Some(set) = set_cookies {
+                        session_cookies::attach_to_app_answer(&mut response, set);
+                        return ("refreshed", response);
+                    }
+                    ("forwarded", response)
+                })
             }
             // Boxed: the state of the rare paths (hashing, store calls) would otherwise be copied
             // with every proxied request's future.
             Ok(Next::Local(local)) => Box::pin(answer_locally(&gate, *local)).await,
-            Ok(Next::Refresh(pending)) => {
-                Box::pin(refresh_and_forward(&gate, &forwarder, &peer, *pending)).await
-            }
+            Ok(Next::Refresh(_)) => unreachable!("renewed above"),
             Err(e) => Err(e),
         };
         let (outcome, response) = match answered {
@@ -154,8 +170,9 @@ pub(crate) fn handle(
 
 /// What a request leads to, once everything that needs no waiting is done.
 enum Next {
-    /// Allowed through: the request as the upstream gets it, and its request to switch protocols.
-    Forward(Outgoing, Option<Box<Switch>>),
+    /// Allowed through: the request as the upstream gets it, and what little else some requests
+    /// bring (a switch of protocols, a renewed session's cookies).
+    Forward(Outgoing, Option<Box<Extras>>),
     /// For authgate itself to answer. Boxed, so that every proxied request's future (which holds
     /// a `Next`, and is moved into place whole) is a quarter of the size.
     Local(Box<Local>),
@@ -168,6 +185,13 @@ enum Next {
 struct Pending {
     request: Request<Incoming>,
     path_and_query: String,
+}
+
+/// What the rare forwarded request brings besides itself.
+struct Extras {
+    switch: Option<Switch>,
+    /// A silent refresh's new cookies, for the app's answer.
+    set_cookies: Option<Vec<String>>,
 }
 
 /// A client's request to switch protocols (WebSocket), with the claims of the token it came with.
@@ -279,12 +303,15 @@ fn decide(
                 }
             };
             // An upgrade keeps the claims: its tunnel checks them until it closes.
-            let switch = client.map(|client| {
+            let extras = client.map(|client| {
                 let claims = claims.clone();
-                Box::new(Switch { client, claims })
+                Box::new(Extras {
+                    switch: Some(Switch { client, claims }),
+                    set_cookies: None,
+                })
             });
             record(log, path_and_query, claims);
-            Ok(Next::Forward(outgoing, switch))
+            Ok(Next::Forward(outgoing, extras))
         }
     }
 }
@@ -327,15 +354,15 @@ fn may_refresh(gate: &Gate, headers: &HeaderMap, refusal: &ApiError) -> bool {
 }
 
 /// Silent refresh: the refresh cookie rotated (with the CSRF check a state-changing request
-/// needs), the request forwarded as the session's user with the new access token in its
-/// `Cookie`, and the new cookies set on the app's answer. A refresh that fails is answered as
-/// the missing session would have been: a browser is sent to sign in.
-async fn refresh_and_forward(
-    gate: &Arc<Gate>,
+/// needs), and the request made ready to forward as the session's user with the new access token
+/// in its `Cookie`, the new cookies to be set on the app's answer. A refresh that fails is
+/// answered as the missing session would have been: a browser is sent to sign in.
+async fn renew(
+    gate: &Gate,
     forwarder: &Forwarder,
-    peer: &Arc<Peer>,
+    peer: &Peer,
     pending: Pending,
-) -> Result<(&'static str, Response<Outbound>), ApiError> {
+) -> Result<Next, ApiError> {
     let Pending {
         mut request,
         path_and_query,
@@ -357,14 +384,15 @@ async fn refresh_and_forward(
         peer,
         relayed.as_ref(),
     )?;
-    let upgrade = client.map(|client| {
-        let claims = Some(claims.clone());
-        tunnel(gate, peer, Switch { client, claims })
+    let switch = client.map(|client| Switch {
+        client,
+        claims: Some(claims),
     });
-    let mut response = forwarder.send(outgoing, upgrade).await?;
-    let set = session_cookies::for_pair(&gate.config, &pair);
-    session_cookies::attach_to_app_answer(&mut response, set);
-    Ok(("refreshed", response))
+    let extras = Extras {
+        switch,
+        set_cookies: Some(session_cookies::for_pair(&gate.config, &pair)),
+    };
+    Ok(Next::Forward(outgoing, Some(Box::new(extras))))
 }
 
 /// Rotates the request's refresh cookie: the new pair and its access token's claims.
