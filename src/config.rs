@@ -1215,6 +1215,73 @@ access = "public"
     }
 
     #[test]
+    fn browser_settings_default_to_headers_only_and_are_checked() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.token_locations, [TokenLocation::Headers]);
+        assert!(
+            !c.cookies_enabled() && !c.tokens.csrf_claim,
+            "nothing changes by default"
+        );
+        assert_eq!(c.refresh_reuse_interval, Duration::from_secs(10));
+        assert_eq!(c.cookies, CookieConfig::default());
+        assert!(c.allow_registration);
+
+        let with = |tokens: &str, rest: &str| {
+            let text = GOOD.replace("[tokens]\n", &format!("[tokens]\n{tokens}\n"));
+            Config::parse(&format!("{text}{rest}"))
+        };
+        let c = with(r#"location = ["cookies", "headers"]"#, "").unwrap();
+        assert_eq!(
+            c.token_locations,
+            [TokenLocation::Cookies, TokenLocation::Headers]
+        );
+        assert!(c.tokens.csrf_claim, "cookie tokens carry the csrf claim");
+        let c = with(
+            r#"location = ["cookies"]"#,
+            "[cookies]\ncsrf_protect = false\n",
+        )
+        .unwrap();
+        assert!(!c.tokens.csrf_claim);
+
+        for (tokens, rest, expected) in [
+            (
+                r#"location = ["query"]"#,
+                "",
+                "\"query\" is not a place tokens are read from",
+            ),
+            (r#"location = []"#, "", "must name at least one"),
+            (
+                r#"location = ["cookies", "cookies"]"#,
+                "",
+                "names \"cookies\" twice",
+            ),
+            (
+                "",
+                "[cookies]\nsame_site = \"lax\"\n",
+                "use \"Strict\", \"Lax\" or \"None\"",
+            ),
+            (
+                "",
+                "[cookies]\nsame_site = \"None\"\nsecure = false\n",
+                "needs cookies.secure = true",
+            ),
+            (
+                "",
+                "[cookies]\ndomain = \"evil.example; Path=/\"\n",
+                "must be a domain name",
+            ),
+            (
+                "",
+                "[login_page]\ntemplate = \"/nonexistent/page.html\"\n",
+                "cannot read",
+            ),
+        ] {
+            let err = with(tokens, rest).unwrap_err().to_string();
+            assert!(err.contains(expected), "{tokens} {rest}: {err}");
+        }
+    }
+
+    #[test]
     fn a_hash_wait_under_a_second_is_refused() {
         let text = format!("{GOOD}[passwords]\nmax_wait = \"100ms\"\n");
         let err = Config::parse(&text).unwrap_err().to_string();

@@ -1031,3 +1031,41 @@ async fn trace_is_refused_and_every_unsafe_method_needs_the_csrf_token() {
     }
     assert!(s.upstream.seen().is_empty());
 }
+
+#[tokio::test]
+async fn the_pages_take_a_title_a_product_name_and_a_template_of_ones_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("login.html");
+    std::fs::write(
+        &template,
+        "<!doctype html><title>{{title}}</title><header>{{product}} &mdash; ours</header>{{content}}",
+    )
+    .unwrap();
+    let extra = format!(
+        "[login_page]\ntitle = \"Welcome <back>\"\nproduct = \"Acme & Co\"\ntemplate = \"{}\"\n",
+        template.display()
+    );
+    let s = browser_gate(r#"["headers", "cookies"]"#, &extra).await;
+    let page = get(s.addr(), "/auth/login", &[]).await;
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(
+        html.starts_with("<!doctype html><title>Welcome &lt;back&gt;</title>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<header>Acme &amp; Co &mdash; ours</header>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("name=\"password\""),
+        "the form goes where {{content}} is"
+    );
+
+    // A template without {{content}} is refused at start-up, with the reason.
+    std::fs::write(&template, "<html>no form here</html>").unwrap();
+    let upstream = Upstream::start().await;
+    let text = config_text(&upstream.url(), &dir.path().join("x.db"), &extra)
+        .replace("[tokens]\n", "[tokens]\nlocation = [\"cookies\"]\n");
+    let problems = authgate::Config::parse(&text).unwrap_err().to_string();
+    assert!(problems.contains("must contain {{content}}"), "{problems}");
+}
