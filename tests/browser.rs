@@ -1069,3 +1069,67 @@ async fn the_pages_take_a_title_a_product_name_and_a_template_of_ones_own() {
     let problems = authgate::Config::parse(&text).unwrap_err().to_string();
     assert!(problems.contains("must contain {{content}}"), "{problems}");
 }
+
+/// With `Secure` cookies the form's cookie is a `__Host-` cookie: no `Domain`, `Path=/`, set by
+/// this host over HTTPS only, so a sibling subdomain or a network attacker cannot toss one in to
+/// match a form of their own (the login CSRF of SECURITY.md's row 135).
+#[tokio::test]
+async fn with_secure_cookies_the_form_cookie_is_this_hosts_alone() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &upstream.url(),
+        &dir.path().join("h.db"),
+        "[cookies]\ndomain = \"example.com\"\n",
+    )
+    .replace(
+        "[tokens]\n",
+        "[tokens]\nlocation = [\"headers\", \"cookies\"]\n",
+    )
+    .replace("[server]\n", "[server]\nauth_prefix = \"/auth\"\n");
+    let gate = Gate::start(&text).await;
+    signed_in(gate.addr).await;
+    let page = get(gate.addr, "/auth/login", &[]).await;
+    let set = values(&page.headers, "set-cookie");
+    let line = set
+        .iter()
+        .find(|l| l.starts_with("__Host-authgate_login_csrf="))
+        .unwrap_or_else(|| panic!("{set:?}"));
+    assert!(
+        line.contains("; Path=/;") && line.contains("; Secure"),
+        "{line}"
+    );
+    assert!(!line.contains("Domain"), "{line}");
+    let html = String::from_utf8_lossy(&page.body).to_string();
+    let token = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let post = |cookie: String| {
+        let token = token.clone();
+        async move {
+            send_with(
+                gate.addr,
+                "POST",
+                "/auth/login",
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("cookie", &cookie),
+                ],
+                &form(&[
+                    ("username", "ada"),
+                    ("password", "a perfectly fine password"),
+                    ("csrf_token", &token),
+                ]),
+            )
+            .await
+        }
+    };
+    // The plain name, as a tossed cookie would be, does not count.
+    let r = post(format!("authgate_login_csrf={token}")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post(format!("__Host-authgate_login_csrf={token}")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{r:?}");
+}

@@ -16,6 +16,8 @@ pub const ACCESS_CSRF_COOKIE: &str = "csrf_access_token";
 pub const REFRESH_CSRF_COOKIE: &str = "csrf_refresh_token";
 /// The login form's double-submit token: set with the form, sent back in its `csrf_token` field.
 pub const LOGIN_CSRF_COOKIE: &str = "authgate_login_csrf";
+/// The same, as a `__Host-` cookie (with `Secure` cookies): only this host can set it.
+pub const HOST_LOGIN_CSRF_COOKIE: &str = "__Host-authgate_login_csrf";
 
 /// Where a request's token may be found (`tokens.location`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use http::{HeaderMap, HeaderValue, Response};
 
 use crate::config::Config;
 use crate::core::cookies::{
-    self, ACCESS_COOKIE, ACCESS_CSRF_COOKIE, LOGIN_CSRF_COOKIE, REFRESH_COOKIE,
-    REFRESH_CSRF_COOKIE, Script,
+    self, ACCESS_COOKIE, ACCESS_CSRF_COOKIE, HOST_LOGIN_CSRF_COOKIE, LOGIN_CSRF_COOKIE,
+    REFRESH_COOKIE, REFRESH_CSRF_COOKIE, Script,
 };
 use crate::services::sessions::TokenPair;
 
@@ -72,7 +72,7 @@ pub(crate) fn for_app(headers: &mut HeaderMap, access: AppAccess<'_>) {
     if !headers.contains_key(COOKIE) && !matches!(access, AppAccess::Only(_)) {
         return;
     }
-    let mut removed = vec![REFRESH_COOKIE, LOGIN_CSRF_COOKIE];
+    let mut removed = vec![REFRESH_COOKIE, LOGIN_CSRF_COOKIE, HOST_LOGIN_CSRF_COOKIE];
     let add = match access {
         AppAccess::AsSent => None,
         AppAccess::Only(token) => {

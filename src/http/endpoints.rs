@@ -63,8 +63,10 @@ async fn form(
         Err(e) => return pages::error_page(config, "Sign in", &e.message(), e.status()),
     };
     match endpoint {
-        Endpoint::Login => pages::sign_in(gate, Posted::read(&headers, &body), client).await,
-        Endpoint::Register => pages::sign_up(gate, Posted::read(&headers, &body)).await,
+        Endpoint::Login => {
+            pages::sign_in(gate, Posted::read(config, &headers, &body), client).await
+        }
+        Endpoint::Register => pages::sign_up(gate, Posted::read(config, &headers, &body)).await,
         Endpoint::Logout => {
             let [csrf] = form_fields(&body, ["csrf_token"]);
             match authenticate(gate, &method, &headers, None, csrf.as_deref()) {

@@ -3,8 +3,9 @@
 //! with a page again or a `303` onwards.
 //!
 //! The sign-in and sign-up forms carry a double-submit token of their own
-//! (`authgate_login_csrf`, `SameSite=Strict`, set with the form): a form that another site posts
-//! cannot have it, so no one can sign a visitor into an account of the attacker's ("login CSRF").
+//! (`__Host-authgate_login_csrf` with `Secure` cookies, `authgate_login_csrf` without;
+//! `SameSite=Strict`, set with the form): a form that another site posts cannot have it, so no
+//! one can sign a visitor into an account of the attacker's ("login CSRF").
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -16,7 +17,8 @@ use http::{HeaderMap, Response, StatusCode};
 use crate::config::Config;
 use crate::core::browser::safe_next;
 use crate::core::cookies::{
-    self, ACCESS_COOKIE, LOGIN_CSRF_COOKIE, REFRESH_COOKIE, SameSite, Script,
+    self, ACCESS_COOKIE, HOST_LOGIN_CSRF_COOKIE, LOGIN_CSRF_COOKIE, REFRESH_COOKIE, SameSite,
+    Script,
 };
 use crate::core::endpoint::Endpoint;
 use crate::core::form_fields::{encode, form_fields};
@@ -97,10 +99,10 @@ pub(crate) struct Posted {
 }
 
 impl Posted {
-    pub(crate) fn read(headers: &HeaderMap, body: &Bytes) -> Posted {
+    pub(crate) fn read(config: &Config, headers: &HeaderMap, body: &Bytes) -> Posted {
         let [username, password, next, token] =
             form_fields(body, ["username", "password", "next", "csrf_token"]);
-        let cookie = cookies::find(headers, LOGIN_CSRF_COOKIE);
+        let cookie = cookies::find(headers, form_cookie_name(config));
         let fresh =
             matches!((token.as_deref(), cookie), (Some(t), Some(c)) if !t.is_empty() && t == c);
         Posted {
@@ -255,7 +257,7 @@ fn form_page(
     );
     let mut response = html(config, title, &content, status);
     let form_cookie = form_cookies(config).set(
-        LOGIN_CSRF_COOKIE,
+        form_cookie_name(config),
         &token,
         form_cookie_path(config),
         FORM_LIFETIME,
@@ -336,16 +338,30 @@ fn closed(config: &Config) -> Response<Body> {
 }
 
 /// The form cookie's attributes: `SameSite=Strict` whatever `cookies.same_site` says, so a form
-/// posted from another site comes without it.
+/// posted from another site comes without it; and never a `Domain`, so no other host of the
+/// domain shares it.
 fn form_cookies(config: &Config) -> cookies::CookieConfig {
     cookies::CookieConfig {
         same_site: SameSite::Strict,
+        domain: None,
         ..config.cookies.clone()
     }
 }
 
+/// With `Secure` cookies the form's is a `__Host-` cookie: browsers let only this host set it,
+/// over HTTPS, so a sibling subdomain or a network attacker cannot plant one (cookie tossing)
+/// to match a form of their own.
+fn form_cookie_name(config: &Config) -> &'static str {
+    if config.cookies.secure {
+        HOST_LOGIN_CSRF_COOKIE
+    } else {
+        LOGIN_CSRF_COOKIE
+    }
+}
+
+/// A `__Host-` cookie must have `Path=/`; the plain one stays with the auth endpoints.
 fn form_cookie_path(config: &Config) -> &str {
-    if config.auth_prefix.is_empty() {
+    if config.cookies.secure || config.auth_prefix.is_empty() {
         "/"
     } else {
         &config.auth_prefix
@@ -353,7 +369,11 @@ fn form_cookie_path(config: &Config) -> &str {
 }
 
 fn clear_form_cookie(config: &Config) -> String {
-    form_cookies(config).clear(LOGIN_CSRF_COOKIE, form_cookie_path(config), Script::Hidden)
+    form_cookies(config).clear(
+        form_cookie_name(config),
+        form_cookie_path(config),
+        Script::Hidden,
+    )
 }
 
 /// `303 See Other` to `location`, a path on this host.
