@@ -16,12 +16,15 @@
 //! - `http`: the edge. `server` accepts connections and hands each request to `dispatch`, which
 //!   classifies it, checks its token (`authn`) and either forwards it (`proxy`) or answers it
 //!   (`endpoints`); `error` decides every refusal's status and message in one place;
-//! - `start`: `run`, which wires the store, the revocation sync, the metrics and the server.
+//! - `start`: `run`, which wires the store, the revocation sync, the metrics and the server;
+//!   `admin`: what `authgate users …` does to the store.
 
 // The sidecar needs all of it; without the `server` feature (on by default) only the pure core and
 // the upstream client are built, for fuzz targets that should not compile sqlx or argon2.
 #![cfg_attr(not(feature = "server"), allow(dead_code))]
 
+#[cfg(feature = "server")]
+pub mod admin;
 #[cfg(feature = "server")]
 mod config;
 mod core;

@@ -40,6 +40,37 @@ enum Command {
         /// e.g. /public/../private?x=1
         target: String,
     },
+    /// Manages the users of the store the configuration names (every replica hears of it).
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Creates a user, under the rules `/register` applies.
+    Add {
+        name: String,
+        /// Reads the password from the first line of standard input (never from an argument,
+        /// where other users of the machine could see it).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Lists the users: name, id, created, live sessions.
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sets a user's password and revokes all their sessions.
+    ResetPassword {
+        name: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Revokes all of a user's sessions: "log out everywhere", for them.
+    Logout { name: String },
 }
 
 fn main() -> ExitCode {
@@ -69,7 +100,87 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config, cli.json_logs),
+        Command::Users { action } => users(&config, action),
     }
+}
+
+/// `authgate users …`: prints what was done and exits 0, or says why not and exits 1.
+fn users(config: &authgate::Config, action: UsersAction) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let done: Result<String, authgate::admin::AdminError> = runtime.block_on(async {
+        match action {
+            UsersAction::Add { name, .. } => {
+                let password = password_from_stdin()?;
+                let id = authgate::admin::add_user(config, &name, password).await?;
+                Ok(format!("added {name} ({id})"))
+            }
+            UsersAction::List { json } => {
+                let users = authgate::admin::list_users(config).await?;
+                Ok(users_table(&users, json))
+            }
+            UsersAction::ResetPassword { name, .. } => {
+                let password = password_from_stdin()?;
+                let revoked = authgate::admin::reset_password(config, &name, password).await?;
+                Ok(format!(
+                    "password of {name} reset; {revoked} sessions revoked"
+                ))
+            }
+            UsersAction::Logout { name } => {
+                let revoked = authgate::admin::end_sessions(config, &name).await?;
+                Ok(format!("{revoked} sessions of {name} revoked"))
+            }
+        }
+    });
+    match done {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("authgate users: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The first line of standard input, without its line ending.
+fn password_from_stdin() -> Result<String, authgate::admin::AdminError> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        authgate::admin::AdminError::Refused(format!("cannot read the password: {e}"))
+    })?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn users_table(users: &[authgate::admin::UserSummary], json: bool) -> String {
+    if json {
+        let list: Vec<serde_json::Value> = users
+            .iter()
+            .map(|u| {
+                serde_json::json!({
+                    "username": u.username,
+                    "id": u.id,
+                    "created_at": u.created_at,
+                    "live_sessions": u.live_sessions,
+                })
+            })
+            .collect();
+        return serde_json::Value::Array(list).to_string();
+    }
+    let mut out = format!(
+        "{:<24} {:<36} {:>12} {:>8}",
+        "NAME", "ID", "CREATED", "SESSIONS"
+    );
+    for u in users {
+        out.push_str(&format!(
+            "\n{:<24} {:<36} {:>12} {:>8}",
+            u.username, u.id, u.created_at, u.live_sessions
+        ));
+    }
+    out
 }
 
 fn run(config: authgate::Config, json_logs: bool) -> ExitCode {

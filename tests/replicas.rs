@@ -592,3 +592,42 @@ async fn a_refresh_racing_on_another_replica_falls_within_the_grace() {
     drop(replicas);
     cluster.finish().await;
 }
+
+/// `authgate users logout` against the shared database: every replica refuses the user's tokens
+/// within a second (the revocation is announced like a gate's own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_test_database,
+    ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
+)]
+async fn a_logout_from_the_command_line_reaches_every_replica() {
+    let Some(cluster) =
+        Cluster::start("a_logout_from_the_command_line_reaches_every_replica").await
+    else {
+        return;
+    };
+    let replicas = cluster.replicas(2).await;
+    let (a, b) = (&replicas[0], &replicas[1]);
+    assert_eq!(register(a.addr, "gil").await, StatusCode::CREATED);
+    let access = login(b.addr, "gil").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["users", "logout", "gil", "--config"])
+        .arg(&a.config)
+        .env_remove("AUTHGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 sessions of gil revoked"
+    );
+    for replica in [a, b] {
+        until_refused(replica.addr, &access, Duration::from_secs(1)).await;
+    }
+    drop(replicas);
+    cluster.finish().await;
+}

@@ -448,6 +448,61 @@ impl Sessions {
         })
     }
 
+    /// Sets a user's password without the old one (an administrator's reset) and revokes every
+    /// session of theirs. Returns how many.
+    pub(crate) async fn reset_password(
+        &self,
+        username: &str,
+        new_password: String,
+    ) -> Result<usize, AuthError> {
+        accounts::validate_password(&new_password).map_err(AuthError::Invalid)?;
+        let user = self.named(username).await?;
+        let new_hash = self
+            .passwords
+            .hash(new_password)
+            .await
+            .map_err(|_| AuthError::Busy)?;
+        self.end_all(&user.id, Some(&new_hash)).await
+    }
+
+    /// Revokes every session of a user (an administrator's logout). Returns how many.
+    pub(crate) async fn end_sessions_of(&self, username: &str) -> Result<usize, AuthError> {
+        let user = self.named(username).await?;
+        self.end_all(&user.id, None).await
+    }
+
+    async fn named(&self, username: &str) -> Result<User, AuthError> {
+        self.store
+            .find_user(&accounts::username_key(username))
+            .await?
+            .ok_or(AuthError::BadCredentials)
+    }
+
+    async fn end_all(
+        &self,
+        user_id: &str,
+        new_password_hash: Option<&str>,
+    ) -> Result<usize, AuthError> {
+        let now = unix_now();
+        let revocations = self
+            .store
+            .end_user_sessions(UserSessionsEnd {
+                user_id,
+                asking_sid: None,
+                keep_asking: false,
+                new_password_hash,
+                now,
+                hold_until: self.hold_until(now),
+            })
+            .await?
+            .unwrap_or_default();
+        let count = revocations.len();
+        for revocation in revocations {
+            self.remember(revocation);
+        }
+        Ok(count)
+    }
+
     /// Revokes every live session of the user of `claims` (but theirs, with `keep_asking`), in
     /// the store, then in memory; with a new password hash, set in the same transaction. A
     /// session the store knows is revoked cannot ask: `Token has been revoked`.
@@ -462,7 +517,7 @@ impl Sessions {
             .store
             .end_user_sessions(UserSessionsEnd {
                 user_id: &claims.sub,
-                asking_sid: &claims.sid,
+                asking_sid: Some(&claims.sid),
                 keep_asking,
                 new_password_hash,
                 now,

@@ -95,12 +95,34 @@ pub(crate) enum Ending {
 /// What `end_user_sessions` is asked to do.
 pub(crate) struct UserSessionsEnd<'a> {
     pub(crate) user_id: &'a str,
-    pub(crate) asking_sid: &'a str,
+    /// The session that asked, which must be live; `None`: an administrator asked.
+    pub(crate) asking_sid: Option<&'a str>,
     /// A password change keeps the session that asked for it; logout-all does not.
     pub(crate) keep_asking: bool,
     pub(crate) new_password_hash: Option<&'a str>,
     pub(crate) now: u64,
     pub(crate) hold_until: u64,
+}
+
+/// A user as `authgate users list` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    pub id: String,
+    pub username: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Sessions not revoked and not expired.
+    pub live_sessions: u64,
+}
+
+/// A `list_users` row: id, username, created, live sessions.
+fn summary((id, username, created_at, live): (String, String, i64, i64)) -> UserSummary {
+    UserSummary {
+        id,
+        username,
+        created_at: created_at.max(0) as u64,
+        live_sessions: live.max(0) as u64,
+    }
 }
 
 #[derive(Clone)]
@@ -162,6 +184,11 @@ impl Store {
 
     pub(crate) async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
         on_backend!(self, s => s.find_user_by_id(id).await)
+    }
+
+    /// Every user, by name, with their live sessions at `now`.
+    pub(crate) async fn list_users(&self, now: u64) -> Result<Vec<UserSummary>, StoreError> {
+        on_backend!(self, s => s.list_users(now).await)
     }
 
     /// For logout-all and a password change asked by session `asking_sid`: in one transaction,

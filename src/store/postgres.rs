@@ -7,7 +7,9 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
-use super::{Ending, RefreshRotation, Rotation, StoreError, User, UserSessionsEnd};
+use super::{
+    Ending, RefreshRotation, Rotation, StoreError, User, UserSessionsEnd, UserSummary, summary,
+};
 use crate::core::revocation::{Revocation, RevocationKind};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -90,6 +92,18 @@ impl PgStore {
             username: r.get(1),
             password_hash: r.get(2),
         }))
+    }
+
+    pub(crate) async fn list_users(&self, now: u64) -> Result<Vec<UserSummary>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT u.id, u.username, u.created_at, \
+             (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $1) \
+             FROM users u ORDER BY u.username_key",
+        )
+        .bind(now as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(summary).collect())
     }
 
     /// `FOR SHARE` waits for a password change that holds the user's row, then checks the hash
@@ -193,14 +207,17 @@ impl PgStore {
             .bind(end.user_id)
             .execute(&mut *tx)
             .await?;
-        let asking_live: Option<bool> =
-            sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE sid = $1 FOR UPDATE")
-                .bind(end.asking_sid)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if asking_live != Some(true) {
-            tx.rollback().await?;
-            return Ok(None);
+        if let Some(asking) = end.asking_sid {
+            let live: Option<bool> = sqlx::query_scalar(
+                "SELECT revoked_at IS NULL FROM sessions WHERE sid = $1 FOR UPDATE",
+            )
+            .bind(asking)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if live != Some(true) {
+                tx.rollback().await?;
+                return Ok(None);
+            }
         }
         if let Some(hash) = end.new_password_hash {
             sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
@@ -215,7 +232,7 @@ impl PgStore {
         )
         .bind(end.user_id)
         .bind(end.now as i64)
-        .bind(end.asking_sid)
+        .bind(end.asking_sid.unwrap_or(""))
         .bind(end.keep_asking)
         .fetch_all(&mut *tx)
         .await?;

@@ -9,7 +9,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Ending, RefreshRotation, Rotation, StoreError, User, UserSessionsEnd};
+use super::{
+    Ending, RefreshRotation, Rotation, StoreError, User, UserSessionsEnd, UserSummary, summary,
+};
 use crate::core::revocation::{Revocation, RevocationKind};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -94,6 +96,20 @@ impl SqliteStore {
             username: r.get(1),
             password_hash: r.get(2),
         }))
+    }
+
+    /// Writes are serialised in SQLite, so the check and the insert are one with respect to a
+    /// password change.
+    pub(crate) async fn list_users(&self, now: u64) -> Result<Vec<UserSummary>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT u.id, u.username, u.created_at, \
+             (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > ?) \
+             FROM users u ORDER BY u.username_key",
+        )
+        .bind(now as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(summary).collect())
     }
 
     /// Writes are serialised in SQLite, so the check and the insert are one with respect to a
@@ -190,13 +206,15 @@ impl SqliteStore {
         end: UserSessionsEnd<'_>,
     ) -> Result<Option<Vec<Revocation>>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let asking_live: Option<bool> =
-            sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE sid = ?")
-                .bind(end.asking_sid)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if asking_live != Some(true) {
-            return Ok(None);
+        if let Some(asking) = end.asking_sid {
+            let live: Option<bool> =
+                sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE sid = ?")
+                    .bind(asking)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if live != Some(true) {
+                return Ok(None);
+            }
         }
         if let Some(hash) = end.new_password_hash {
             sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
@@ -211,7 +229,7 @@ impl SqliteStore {
         )
         .bind(end.user_id)
         .bind(end.now as i64)
-        .bind(end.asking_sid)
+        .bind(end.asking_sid.unwrap_or(""))
         .bind(end.keep_asking)
         .fetch_all(&mut *tx)
         .await?;
