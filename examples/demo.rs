@@ -293,8 +293,8 @@ curl -s {status} {base}/api/hello -H "Authorization: Bearer $ACCESS"
 echo '--- 9. the logged-out refresh token: 401 Token has been revoked'
 curl -s {status} -X POST {prefix}/refresh -H "Authorization: Bearer $REFRESH"
 
-Or open http://{base}/api/hello in a browser: it is sent to sign in ({prefix}/login).
-Sign up, sign in, and the app's answer shows the identity headers. {prefix}/logout signs out.
+Or open http://{base}/api/hello in a browser: it is sent to sign in (http://{prefix}/login).
+Sign up, sign in, and the app's answer shows the identity headers. http://{prefix}/logout signs out.
 
 Ctrl-C stops the demo. Logs follow.
 ================================================================================

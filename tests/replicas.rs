@@ -440,6 +440,15 @@ async fn a_session_revoked_on_one_replica_is_refused_a_refresh_on_another_that_h
     .unwrap();
     let b = Process::start(&config);
     wait_ready(b.addr).await;
+    // Hold back only once B listens: a LISTEN left waiting would hold a pooled connection too.
+    let listening = Instant::now();
+    while !b.log_text().contains("revocation feed connected") {
+        assert!(
+            listening.elapsed() < Duration::from_secs(10),
+            "B never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     relay.hold();
 
     let (access, refresh) = Setup::login_at(b.addr, "dora").await;

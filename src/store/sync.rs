@@ -43,10 +43,13 @@ pub(crate) async fn run(
                 None
             }
         };
-        match event {
-            Some(ListenerEvent::Revoked(revocation)) => revocations.insert(revocation),
+        match &event {
+            Some(ListenerEvent::Revoked(revocation)) => revocations.insert(revocation.clone()),
             // Connected (again), or the periodic tick: read what changed since the last look.
             Some(ListenerEvent::Connected) | None => {
+                if event.is_some() {
+                    tracing::info!("revocation feed connected");
+                }
                 if let Some(as_of_ms) = apply(&store, &revocations, since_ms, window).await {
                     since_ms = as_of_ms - CATCH_UP_OVERLAP_MS;
                 }
