@@ -426,8 +426,11 @@ async fn a_session_revoked_on_one_replica_is_refused_a_refresh_on_another_that_h
         return;
     };
     let a = cluster.replicas(1).await.pop().unwrap();
-    let relay =
-        TcpRelay::start_holding(support::pg::address(&cluster.db.url), Some(b"LISTEN")).await;
+    let relay = TcpRelay::start_holding(
+        support::pg::address(&cluster.db.url),
+        Some((b"LISTEN", b"UNLISTEN")),
+    )
+    .await;
     // In the clear, so that the relay can see which connection listens.
     let via_relay = support::pg::with_address(&cluster.db.url, relay.addr);
     let separator = if via_relay.contains('?') { '&' } else { '?' };
@@ -435,7 +438,9 @@ async fn a_session_revoked_on_one_replica_is_refused_a_refresh_on_another_that_h
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        text.replace("catch_up_interval = \"2s\"", "catch_up_interval = \"60s\""),
+        // A minute to catch up, and (on a busy machine) time to open a connection.
+        text.replace("catch_up_interval = \"2s\"", "catch_up_interval = \"60s\"")
+            .replace("connect_timeout = \"1s\"", "connect_timeout = \"10s\""),
     )
     .unwrap();
     let b = Process::start(&config);
@@ -451,6 +456,19 @@ async fn a_session_revoked_on_one_replica_is_refused_a_refresh_on_another_that_h
     }
     relay.hold();
 
+    let r = post_json(
+        b.addr,
+        "/register",
+        &json!({"username": "dora", "password": PASSWORD}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{r:?}\nB's log:\n{}",
+        b.log_text()
+    );
     let (access, refresh) = Setup::login_at(b.addr, "dora").await;
     let r = post_with_token(a.addr, "/logout", &access).await;
     assert_eq!(

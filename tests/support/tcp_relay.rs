@@ -23,8 +23,12 @@ impl TcpRelay {
     }
 
     /// A relay that, while `hold` is on, holds back what the server sends on every connection
-    /// whose client has sent `marker` (PostgreSQL's `LISTEN`, say), and passes the rest.
-    pub async fn start_holding(target: SocketAddr, marker: Option<&'static [u8]>) -> TcpRelay {
+    /// whose client has sent `marker.0` (PostgreSQL's `LISTEN`, say) and not `marker.1` since
+    /// (`UNLISTEN`, when the connection goes back to a pool), and passes the rest.
+    pub async fn start_holding(
+        target: SocketAddr,
+        marker: Option<(&'static [u8], &'static [u8])>,
+    ) -> TcpRelay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(watch::Sender::new(true));
@@ -92,7 +96,7 @@ impl Drop for TcpRelay {
 async fn relay(
     client: TcpStream,
     server: TcpStream,
-    marker: Option<&'static [u8]>,
+    marker: Option<(&'static [u8], &'static [u8])>,
     mut hold: watch::Receiver<bool>,
 ) {
     let (mut client_read, mut client_write) = client.into_split();
@@ -106,9 +110,13 @@ async fn relay(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            // Marked before the server can answer: the bytes are forwarded after this.
-            if let Some(marker) = marker {
-                if buffer[..n].windows(marker.len()).any(|w| w == marker) {
+            // Marked (or unmarked) before the server can answer: the bytes are forwarded after.
+            if let Some((mark, unmark)) = marker {
+                let sent = &buffer[..n];
+                let holds = |pattern: &[u8]| sent.windows(pattern.len()).any(|w| w == pattern);
+                if holds(unmark) {
+                    marked_up.store(false, Ordering::SeqCst);
+                } else if holds(mark) {
                     marked_up.store(true, Ordering::SeqCst);
                 }
             }
