@@ -462,13 +462,17 @@ impl Sessions {
             .hash(new_password)
             .await
             .map_err(|_| AuthError::Busy)?;
-        self.end_all(&user.id, Some(&new_hash)).await
+        let revoked = self.end_sessions(&user.id, None, Some(&new_hash)).await?;
+        Ok(revoked.unwrap_or_default())
     }
 
     /// Revokes every session of a user (an administrator's logout). Returns how many.
     pub(crate) async fn end_sessions_of(&self, username: &str) -> Result<usize, AuthError> {
         let user = self.named(username).await?;
-        self.end_all(&user.id, None).await
+        Ok(self
+            .end_sessions(&user.id, None, None)
+            .await?
+            .unwrap_or_default())
     }
 
     async fn named(&self, username: &str) -> Result<User, AuthError> {
@@ -476,31 +480,6 @@ impl Sessions {
             .find_user(&accounts::username_key(username))
             .await?
             .ok_or(AuthError::BadCredentials)
-    }
-
-    async fn end_all(
-        &self,
-        user_id: &str,
-        new_password_hash: Option<&str>,
-    ) -> Result<usize, AuthError> {
-        let now = unix_now();
-        let revocations = self
-            .store
-            .end_user_sessions(UserSessionsEnd {
-                user_id,
-                asking_sid: None,
-                keep_asking: false,
-                new_password_hash,
-                now,
-                hold_until: self.hold_until(now),
-            })
-            .await?
-            .unwrap_or_default();
-        let count = revocations.len();
-        for revocation in revocations {
-            self.remember(revocation);
-        }
-        Ok(count)
     }
 
     /// Revokes every live session of the user of `claims` (but theirs, with `keep_asking`), in
@@ -512,24 +491,40 @@ impl Sessions {
         keep_asking: bool,
         new_password_hash: Option<&str>,
     ) -> Result<usize, AuthError> {
+        let asking = Some((claims.sid.as_str(), keep_asking));
+        self.end_sessions(&claims.sub, asking, new_password_hash)
+            .await?
+            .ok_or(AuthError::Token(TokenError::Revoked))
+    }
+
+    /// Revokes every live session of `user_id`, in the store, then in memory, and sets
+    /// `new_password_hash` in the same transaction. `asking`: the session that asked and whether
+    /// it stays (`None`: an administrator asked). `None` back: the asking session is revoked.
+    async fn end_sessions(
+        &self,
+        user_id: &str,
+        asking: Option<(&str, bool)>,
+        new_password_hash: Option<&str>,
+    ) -> Result<Option<usize>, AuthError> {
         let now = unix_now();
         let revocations = self
             .store
             .end_user_sessions(UserSessionsEnd {
-                user_id: &claims.sub,
-                asking_sid: Some(&claims.sid),
-                keep_asking,
+                user_id,
+                asking_sid: asking.map(|(sid, _)| sid),
+                keep_asking: asking.is_some_and(|(_, keep)| keep),
                 new_password_hash,
                 now,
                 hold_until: self.hold_until(now),
             })
-            .await?
-            .ok_or(AuthError::Token(TokenError::Revoked))?;
-        let count = revocations.len();
-        for revocation in revocations {
-            self.remember(revocation);
-        }
-        Ok(count)
+            .await?;
+        Ok(revocations.map(|revocations| {
+            let count = revocations.len();
+            for revocation in revocations {
+                self.remember(revocation);
+            }
+            count
+        }))
     }
 
     /// Until when a revocation made at `now` must be held: past the last access token of the
