@@ -4,6 +4,7 @@
 //! the rules are the service's. Forms from the sign-in pages go to `pages`.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -13,7 +14,7 @@ use crate::config::{Config, TokenLocation};
 use crate::core::endpoint::Endpoint;
 use crate::core::form_fields::form_fields;
 use crate::core::json_fields::string_fields;
-use crate::core::token::TokenKind;
+use crate::core::token::{Claims, TokenKind};
 use crate::http::auth_body::{BodyKind, body_kind, read_body, read_json};
 use crate::http::authn::{authenticate, check_csrf, csrf_needed, csrf_value, presented};
 use crate::http::body::Body;
@@ -173,43 +174,41 @@ async fn refresh(gate: &Gate, request: &Request<Incoming>) -> Result<Response<Bo
 async fn logout(gate: &Gate, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let claims = authenticate(gate, request.method(), request.headers(), None, None)?;
     gate.sessions.logout(&claims).await?;
-    let mut response = json_response(StatusCode::OK, &json!({ "msg": "Successfully logged out" }));
-    if gate.config.cookies_enabled() {
-        cookies::attach(&mut response, cookies::cleared(&gate.config));
-    }
-    Ok(response)
+    Ok(signed_out(
+        gate,
+        json!({ "msg": "Successfully logged out" }),
+    ))
 }
 
 async fn logout_all(gate: &Gate, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let claims = authenticate(
-        gate,
-        request.method(),
-        request.headers(),
-        Some(TokenKind::Access),
-        None,
-    )?;
+    let claims = access_claims(gate, request)?;
     let revoked = gate.sessions.logout_all(&claims).await?;
-    let mut response = json_response(
-        StatusCode::OK,
-        &json!({ "msg": "Successfully logged out everywhere", "sessions_revoked": revoked }),
-    );
+    Ok(signed_out(
+        gate,
+        json!({ "msg": "Successfully logged out everywhere", "sessions_revoked": revoked }),
+    ))
+}
+
+/// The claims of the request's valid access token (`/logout-all`, `/password`).
+fn access_claims(gate: &Gate, request: &Request<Incoming>) -> Result<Arc<Claims>, ApiError> {
+    let (method, headers) = (request.method(), request.headers());
+    authenticate(gate, method, headers, Some(TokenKind::Access), None)
+}
+
+/// A logout's answer: `body`, and for browsers the cookies cleared.
+fn signed_out(gate: &Gate, body: serde_json::Value) -> Response<Body> {
+    let mut response = json_response(StatusCode::OK, &body);
     if gate.config.cookies_enabled() {
         cookies::attach(&mut response, cookies::cleared(&gate.config));
     }
-    Ok(response)
+    response
 }
 
 async fn change_password(
     gate: &Gate,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let claims = authenticate(
-        gate,
-        request.method(),
-        request.headers(),
-        Some(TokenKind::Access),
-        None,
-    )?;
+    let claims = access_claims(gate, &request)?;
     gate.sessions.admit_password_change(&claims)?;
     let [old_password, new_password] =
         fields(gate, request, ["old_password", "new_password"]).await?;
