@@ -70,6 +70,29 @@ pub(crate) enum Rotation {
     Reused,
 }
 
+impl Rotation {
+    /// Why a rotation changed nothing, from the session's row: whether it is live, and whether
+    /// the token presented is the one it rotated within the grace; `None`: no row (purged).
+    fn missed(row: Option<(bool, bool)>, grace: Duration) -> Rotation {
+        match row {
+            Some((true, true)) if !grace.is_zero() => Rotation::JustRotated,
+            Some((true, _)) => Rotation::Reused,
+            Some((false, _)) | None => Rotation::Revoked,
+        }
+    }
+}
+
+impl Ending {
+    /// A live session ended now: a reuse when the logout came with a refresh token other than
+    /// the session's `current` one.
+    fn now(revocation: Revocation, presented_refresh: Option<&str>, current: &str) -> Ending {
+        match presented_refresh {
+            Some(jti) if jti != current => Ending::Reused(revocation),
+            _ => Ending::Ended(revocation),
+        }
+    }
+}
+
 /// What `rotate_refresh` is asked to do.
 pub(crate) struct RefreshRotation<'a> {
     pub(crate) sid: &'a str,

@@ -162,11 +162,7 @@ impl PgStore {
         .bind(rotation.sid)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match state {
-            Some((true, true)) if !rotation.grace.is_zero() => Rotation::JustRotated,
-            Some((true, _)) => Rotation::Reused,
-            Some((false, _)) | None => Rotation::Revoked,
-        })
+        Ok(Rotation::missed(state, rotation.grace))
     }
 
     pub(crate) async fn end_session(
@@ -189,10 +185,7 @@ impl PgStore {
         };
         let revocation = revoke(&mut tx, sid, now, hold_until).await?;
         tx.commit().await?;
-        Ok(match presented_refresh {
-            Some(jti) if jti != current => Ending::Reused(revocation),
-            _ => Ending::Ended(revocation),
-        })
+        Ok(Ending::now(revocation, presented_refresh, &current))
     }
 
     /// Locks the user's row first and the sessions' rows after, the order every transaction that

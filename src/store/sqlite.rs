@@ -167,11 +167,7 @@ impl SqliteStore {
         .bind(rotation.sid)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match state {
-            Some((true, true)) if !rotation.grace.is_zero() => Rotation::JustRotated,
-            Some((true, _)) => Rotation::Reused,
-            Some((false, _)) | None => Rotation::Revoked,
-        })
+        Ok(Rotation::missed(state, rotation.grace))
     }
 
     pub(crate) async fn end_session(
@@ -195,10 +191,7 @@ impl SqliteStore {
         };
         let revocation = revoke(&mut tx, sid, now, hold_until).await?;
         tx.commit().await?;
-        Ok(match presented_refresh {
-            Some(jti) if jti != current => Ending::Reused(revocation),
-            _ => Ending::Ended(revocation),
-        })
+        Ok(Ending::now(revocation, presented_refresh, &current))
     }
 
     pub(crate) async fn end_user_sessions(
