@@ -36,6 +36,7 @@ fn verify(c: &mut Criterion) {
         user_id: "6f1c2d9e-8a47-4b5e-9c1d-2f3a4b5c6d7e",
         username: "alice",
         sid: "0b9e8d7c-6a5f-4e3d-2c1b-0a9f8e7d6c5b",
+        roles: &[],
     };
     let (token, _) = service.issue(&subject, TokenKind::Access, true, now);
     let revocations = RevocationCache::default();

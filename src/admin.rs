@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::core::revocation::RevocationCache;
+use crate::core::roles::canonical_roles;
 use crate::core::token::{TokenService, unix_now};
 use crate::services::sessions::{AuthError, SessionCounters, Sessions};
-use crate::store::Store;
-pub use crate::store::UserSummary;
+use crate::store::{Store, UserChange};
+pub use crate::store::{SessionSummary, UserSummary};
 
 /// Why an administrator's command failed, in words for the command line.
 #[derive(Debug)]
@@ -61,6 +62,26 @@ impl Admin {
         self.store.close().await;
         result
     }
+
+    async fn user(&self, username: &str) -> Result<crate::store::User, AdminError> {
+        self.sessions
+            .named(username)
+            .await
+            .map_err(|e| refused(username, e))
+    }
+
+    async fn change(
+        &self,
+        username: &str,
+        user_id: &str,
+        change: UserChange,
+    ) -> Result<(), AdminError> {
+        match self.store.change_user(user_id, change).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AdminError::UnknownUser(username.to_string())),
+            Err(e) => Err(AdminError::Store(e.to_string())),
+        }
+    }
 }
 
 fn refused(username: &str, e: AuthError) -> AdminError {
@@ -73,19 +94,82 @@ fn refused(username: &str, e: AuthError) -> AdminError {
     }
 }
 
-/// Creates a user, under the rules `/register` applies. Returns the new user's id.
+/// Creates a user with `roles`, under the rules `/register` applies. Returns the new user's id.
 pub async fn add_user(
     config: &Config,
     username: &str,
     password: String,
+    roles: &[String],
 ) -> Result<String, AdminError> {
+    let roles = canonical_roles(roles).map_err(AdminError::Refused)?;
     let admin = Admin::open(config).await?;
     let result = admin
         .sessions
-        .register(username.to_string(), password)
+        .register(username.to_string(), password, roles)
         .await
         .map(|user| user.id)
         .map_err(|e| refused(username, e));
+    admin.close(result).await
+}
+
+/// Replaces a user's roles (none: `--clear`). Each session gets them at its next refresh.
+/// Returns the roles as stored: sorted, each once.
+pub async fn set_roles(
+    config: &Config,
+    username: &str,
+    roles: &[String],
+) -> Result<Vec<String>, AdminError> {
+    let roles = canonical_roles(roles).map_err(AdminError::Refused)?;
+    let admin = Admin::open(config).await?;
+    let result = async {
+        let user = admin.user(username).await?;
+        admin
+            .change(username, &user.id, UserChange::Roles(roles.clone()))
+            .await?;
+        Ok(roles)
+    }
+    .await;
+    admin.close(result).await
+}
+
+/// Disables a user, who can then neither log in nor refresh, and revokes all their sessions.
+/// Returns how many were revoked.
+pub async fn disable_user(config: &Config, username: &str) -> Result<usize, AdminError> {
+    let admin = Admin::open(config).await?;
+    let result = admin
+        .sessions
+        .disable(username)
+        .await
+        .map_err(|e| refused(username, e));
+    admin.close(result).await
+}
+
+/// Lets a disabled user log in again; the sessions the disabling revoked stay revoked.
+pub async fn enable_user(config: &Config, username: &str) -> Result<(), AdminError> {
+    let admin = Admin::open(config).await?;
+    let result = async {
+        let user = admin.user(username).await?;
+        admin.change(username, &user.id, UserChange::Enable).await
+    }
+    .await;
+    admin.close(result).await
+}
+
+/// A user's live sessions, the latest first.
+pub async fn user_sessions(
+    config: &Config,
+    username: &str,
+) -> Result<Vec<SessionSummary>, AdminError> {
+    let admin = Admin::open(config).await?;
+    let result = async {
+        let user = admin.user(username).await?;
+        admin
+            .store
+            .user_sessions(&user.id, unix_now())
+            .await
+            .map_err(|e| AdminError::Store(e.to_string()))
+    }
+    .await;
     admin.close(result).await
 }
 

@@ -301,6 +301,7 @@ impl Default for RawLog {
 pub struct RawIdentity {
     pub user_id_header: String,
     pub username_header: String,
+    pub roles_header: String,
 }
 
 impl Default for RawIdentity {
@@ -308,6 +309,7 @@ impl Default for RawIdentity {
         RawIdentity {
             user_id_header: "X-Auth-User-Id".into(),
             username_header: "X-Auth-Username".into(),
+            roles_header: "X-Auth-Roles".into(),
         }
     }
 }
@@ -345,7 +347,9 @@ impl Default for RawPasswords {
 pub struct RawRoute {
     pub path: String,
     pub methods: Option<Vec<String>>,
-    pub access: String,
+    /// Required unless `roles` is given, which makes a rule `authenticated`.
+    pub access: Option<String>,
+    pub roles: Option<Vec<String>>,
 }
 
 /// The validated configuration.
@@ -441,6 +445,8 @@ pub struct UpstreamConfig {
 pub struct IdentityConfig {
     pub user_id_header: http::HeaderName,
     pub username_header: http::HeaderName,
+    /// The user's roles, comma-separated; not sent when they have none.
+    pub roles_header: http::HeaderName,
 }
 
 #[derive(Debug, Clone)]
@@ -896,11 +902,18 @@ impl RawIdentity {
         let identity = IdentityConfig {
             user_id_header: header("identity.user_id_header", &self.user_id_header),
             username_header: header("identity.username_header", &self.username_header),
+            roles_header: header("identity.roles_header", &self.roles_header),
         };
-        if crate::core::headers::header_key(identity.user_id_header.as_str())
-            == crate::core::headers::header_key(identity.username_header.as_str())
-        {
-            problems.push("identity.user_id_header and identity.username_header must differ");
+        let key = |name: &http::HeaderName| crate::core::headers::header_key(name.as_str());
+        let (id, name, roles) = (
+            key(&identity.user_id_header),
+            key(&identity.username_header),
+            key(&identity.roles_header),
+        );
+        if id == name || id == roles || name == roles {
+            problems.push(
+                "identity.user_id_header, identity.username_header and identity.roles_header must differ",
+            );
         }
         identity
     }
@@ -1155,14 +1168,20 @@ fn check_secret(
 }
 
 fn route_rule(route: &RawRoute) -> Result<RouteRule, String> {
-    let access = match route.access.as_str() {
-        "public" => Access::Public,
-        "authenticated" => Access::Authenticated,
-        "deny" => Access::Deny,
-        other => {
+    let access = match (route.access.as_deref(), &route.roles) {
+        (Some("public"), _) => Access::Public,
+        (Some("authenticated"), _) | (None, Some(_)) => Access::Authenticated,
+        (Some("deny"), _) => Access::Deny,
+        (Some(other), _) => {
             return Err(format!(
                 "access = {other:?} must be \"public\", \"authenticated\" or \"deny\""
             ));
+        }
+        (None, None) => {
+            return Err(
+                "access is missing: \"public\", \"authenticated\" or \"deny\" (or roles = [...])"
+                    .into(),
+            );
         }
     };
     let methods = match &route.methods {
@@ -1181,7 +1200,11 @@ fn route_rule(route: &RawRoute) -> Result<RouteRule, String> {
             Some(methods)
         }
     };
-    RouteRule::new(&route.path, methods, access)
+    let rule = RouteRule::new(&route.path, methods, access)?;
+    match &route.roles {
+        Some(roles) => rule.with_roles(roles.clone()),
+        None => Ok(rule),
+    }
 }
 
 #[cfg(test)]

@@ -52,12 +52,15 @@ enum UsersAction {
     /// Creates a user, under the rules `/register` applies.
     Add {
         name: String,
+        /// A role to give the user (repeat for several).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
         /// Reads the password from the first line of standard input (never from an argument,
         /// where other users of the machine could see it).
         #[arg(long, required = true)]
         password_stdin: bool,
     },
-    /// Lists the users: name, id, created, live sessions.
+    /// Lists the users: name, id, roles, disabled, created, last login, live sessions.
     List {
         /// One JSON array instead of a table.
         #[arg(long)]
@@ -71,6 +74,26 @@ enum UsersAction {
     },
     /// Revokes all of a user's sessions: "log out everywhere", for them.
     Logout { name: String },
+    /// Replaces a user's roles; sessions get them at their next refresh.
+    SetRoles {
+        name: String,
+        #[arg(required_unless_present = "clear", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Takes every role away.
+        #[arg(long, conflicts_with = "roles")]
+        clear: bool,
+    },
+    /// Disables a user: no login or refresh, and all their sessions revoked.
+    Disable { name: String },
+    /// Lets a disabled user log in again.
+    Enable { name: String },
+    /// Lists a user's live sessions.
+    Sessions {
+        name: String,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -112,9 +135,9 @@ fn users(config: &authgate::Config, action: UsersAction) -> ExitCode {
         .expect("the tokio runtime starts");
     let done: Result<String, authgate::admin::AdminError> = runtime.block_on(async {
         match action {
-            UsersAction::Add { name, .. } => {
+            UsersAction::Add { name, roles, .. } => {
                 let password = password_from_stdin()?;
-                let id = authgate::admin::add_user(config, &name, password).await?;
+                let id = authgate::admin::add_user(config, &name, password, &roles).await?;
                 Ok(format!("added {name} ({id})"))
             }
             UsersAction::List { json } => {
@@ -131,6 +154,25 @@ fn users(config: &authgate::Config, action: UsersAction) -> ExitCode {
             UsersAction::Logout { name } => {
                 let revoked = authgate::admin::end_sessions(config, &name).await?;
                 Ok(format!("{revoked} sessions of {name} revoked"))
+            }
+            UsersAction::SetRoles { name, roles, .. } => {
+                let roles = authgate::admin::set_roles(config, &name, &roles).await?;
+                Ok(match roles.is_empty() {
+                    true => format!("{name} has no role now"),
+                    false => format!("roles of {name}: {}", roles.join(", ")),
+                })
+            }
+            UsersAction::Disable { name } => {
+                let revoked = authgate::admin::disable_user(config, &name).await?;
+                Ok(format!("{name} disabled; {revoked} sessions revoked"))
+            }
+            UsersAction::Enable { name } => {
+                authgate::admin::enable_user(config, &name).await?;
+                Ok(format!("{name} enabled"))
+            }
+            UsersAction::Sessions { name, json } => {
+                let sessions = authgate::admin::user_sessions(config, &name).await?;
+                Ok(sessions_table(&sessions, json))
             }
         }
     });
@@ -155,6 +197,7 @@ fn password_from_stdin() -> Result<String, authgate::admin::AdminError> {
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
+/// The users as a table, or as JSON (times in unix seconds, `null` for never).
 fn users_table(users: &[authgate::admin::UserSummary], json: bool) -> String {
     if json {
         let list: Vec<serde_json::Value> = users
@@ -163,7 +206,10 @@ fn users_table(users: &[authgate::admin::UserSummary], json: bool) -> String {
                 serde_json::json!({
                     "username": u.username,
                     "id": u.id,
+                    "roles": u.roles,
+                    "disabled_at": u.disabled_at,
                     "created_at": u.created_at,
+                    "last_login_at": u.last_login_at,
                     "live_sessions": u.live_sessions,
                 })
             })
@@ -171,16 +217,69 @@ fn users_table(users: &[authgate::admin::UserSummary], json: bool) -> String {
         return serde_json::Value::Array(list).to_string();
     }
     let mut out = format!(
-        "{:<24} {:<36} {:>12} {:>8}",
-        "NAME", "ID", "CREATED", "SESSIONS"
+        "{:<24} {:<36} {:<20} {:<20} {:<20} {:<20} {:>8}",
+        "NAME", "ID", "ROLES", "DISABLED", "CREATED", "LAST LOGIN", "SESSIONS"
     );
     for u in users {
+        let roles = match u.roles.is_empty() {
+            true => "-".to_string(),
+            false => u.roles.join(","),
+        };
         out.push_str(&format!(
-            "\n{:<24} {:<36} {:>12} {:>8}",
-            u.username, u.id, u.created_at, u.live_sessions
+            "\n{:<24} {:<36} {:<20} {:<20} {:<20} {:<20} {:>8}",
+            u.username,
+            u.id,
+            roles,
+            when(u.disabled_at),
+            when(Some(u.created_at)),
+            when(u.last_login_at),
+            u.live_sessions
         ));
     }
     out
+}
+
+/// A user's live sessions as a table, or as JSON (times in unix seconds, `null` for unknown).
+fn sessions_table(sessions: &[authgate::admin::SessionSummary], json: bool) -> String {
+    if json {
+        let list: Vec<serde_json::Value> = sessions
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "sid": s.sid,
+                    "created_at": s.created_at,
+                    "refreshed_at": s.refreshed_at,
+                    "expires_at": s.expires_at,
+                })
+            })
+            .collect();
+        return serde_json::Value::Array(list).to_string();
+    }
+    let mut out = format!(
+        "{:<36} {:<20} {:<20} {:<20}",
+        "SESSION", "STARTED", "LAST REFRESH", "EXPIRES"
+    );
+    for s in sessions {
+        out.push_str(&format!(
+            "\n{:<36} {:<20} {:<20} {:<20}",
+            s.sid,
+            when(s.created_at),
+            when(s.refreshed_at),
+            when(Some(s.expires_at))
+        ));
+    }
+    out
+}
+
+/// A time for a table: UTC to the second, or `-` for never (or unknown).
+fn when(unix_seconds: Option<u64>) -> String {
+    match unix_seconds {
+        Some(secs) => humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+        )
+        .to_string(),
+        None => "-".into(),
+    }
 }
 
 fn run(config: authgate::Config, json_logs: bool) -> ExitCode {

@@ -714,7 +714,7 @@ fn check_agreement(
     let again = classify(config, method, &upstream);
     let expected: Result<Class, authgate::internals::error::ApiError> = Ok(Class::Proxy {
         path_and_query: path_and_query.clone(),
-        decision: *decision,
+        decision: decision.clone(),
     });
     prop_assert_eq!(
         describe(&again),
@@ -944,7 +944,7 @@ proptest! {
     ) {
         let now = unix_now();
         let kind = if refresh { TokenKind::Refresh } else { TokenKind::Access };
-        let subject = Subject { user_id: &user_id, username: &username, sid: &sid };
+        let subject = Subject { user_id: &user_id, username: &username, sid: &sid, roles: &[] };
         for service in [&*SINGLE, &*ROTATING] {
             let (token, claims) = service.issue(&subject, kind, fresh, now);
             prop_assert_eq!(service.verify(&token, now).map(|c| (*c).clone()), Ok(claims.clone()));
@@ -972,7 +972,7 @@ proptest! {
     ) {
         let now = unix_now();
         let service = if rotating { &*ROTATING } else { &*SINGLE };
-        let subject = Subject { user_id: "u-1", username: "alice", sid: "s-1" };
+        let subject = Subject { user_id: "u-1", username: "alice", sid: "s-1", roles: &[] };
         let (token, _) = service.issue(&subject, TokenKind::Access, true, now);
         let mut chars: Vec<char> = token.chars().collect();
         let i = index.index(chars.len());

@@ -94,12 +94,9 @@ pub fn classify(layout: &Layout<'_>, method: &Method, uri: &Uri) -> Result<Class
     }
     let mut decision = layout.routes.decide(method.as_str(), &path);
     // A method an app may be told to run instead, in the query: the request must be allowed as
-    // that method too, so it meets the stricter of the two rules.
+    // that method too, so it meets the stricter access and the roles of both rules.
     for other in uri.query().into_iter().flat_map(query_method_overrides) {
-        let stricter = layout.routes.decide(&other, &path);
-        if stricter.access > decision.access {
-            decision = stricter;
-        }
+        decision = decision.and(layout.routes.decide(&other, &path));
     }
     let path_and_query = match uri.query() {
         Some(q) => format!("{path}?{q}"),

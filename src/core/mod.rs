@@ -11,6 +11,7 @@ pub(crate) mod forwarded;
 pub mod headers;
 pub mod json_fields;
 pub mod revocation;
+pub mod roles;
 pub mod routes;
 pub(crate) mod throttle;
 pub mod token;

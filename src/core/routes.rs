@@ -178,6 +178,9 @@ pub struct RouteRule {
     /// Upper-case method names; `None` matches every method.
     pub methods: Option<Vec<String>>,
     pub access: Access,
+    /// Roles of which the user must hold at least one; empty: none needed. Only on
+    /// `authenticated` rules.
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -218,7 +221,27 @@ impl RouteRule {
             segments,
             methods,
             access,
+            roles: Vec::new(),
         })
+    }
+
+    /// The rule, requiring at least one of `roles`: an `authenticated` rule only, since a public
+    /// route has no user to ask and a denied one lets nobody in.
+    pub fn with_roles(mut self, roles: Vec<String>) -> Result<RouteRule, String> {
+        if self.access != Access::Authenticated {
+            return Err(format!(
+                "roles need an authenticated route (leave access out, or make it \"authenticated\"), not access = \"{}\"",
+                self.access
+            ));
+        }
+        if roles.is_empty() {
+            return Err("roles must not be empty (leave it out to let every user in)".into());
+        }
+        for role in &roles {
+            crate::core::roles::validate_role(role)?;
+        }
+        self.roles = roles;
+        Ok(self)
     }
 
     /// `parts`: the normalised path's segments, split once for the whole table.
@@ -350,11 +373,32 @@ pub struct RouteTable {
 }
 
 /// What a request meets: the rule (if any) and the resulting access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Index into the rule list; `None` is the default rule.
     pub rule: Option<usize>,
     pub access: Access,
+    /// The other rules the request met, through a method override in its query: their roles
+    /// are needed too. Empty for nearly every request, and then never allocated.
+    pub also: Vec<usize>,
+}
+
+impl Decision {
+    /// The decision for a request that must meet both `self` and `other` (a method override):
+    /// the stricter access decides, and the roles of both rules are needed.
+    pub fn and(self, other: Decision) -> Decision {
+        let (mut strict, lenient) = if other.access > self.access {
+            (other, self)
+        } else {
+            (self, other)
+        };
+        for rule in lenient.rule.into_iter().chain(lenient.also) {
+            if strict.rule != Some(rule) && !strict.also.contains(&rule) {
+                strict.also.push(rule);
+            }
+        }
+        strict
+    }
 }
 
 impl RouteTable {
@@ -381,13 +425,36 @@ impl RouteTable {
                 return Decision {
                     rule: Some(i),
                     access: rule.access,
+                    also: Vec::new(),
                 };
             }
         }
         Decision {
             rule: None,
             access: Access::Authenticated,
+            also: Vec::new(),
         }
+    }
+
+    /// Whether a user holding `roles` may pass `decision`: at least one role of every rule it
+    /// met, for rules that require roles.
+    pub fn permits(&self, decision: &Decision, roles: &[String]) -> bool {
+        decision
+            .rule
+            .iter()
+            .chain(&decision.also)
+            .all(|&i| crate::core::roles::holds_any(roles, &self.rules[i].roles))
+    }
+
+    /// The roles `decision` needs, one list per rule that requires some: for `explain`.
+    pub fn roles_needed(&self, decision: &Decision) -> Vec<&[String]> {
+        decision
+            .rule
+            .iter()
+            .chain(&decision.also)
+            .map(|&i| self.rules[i].roles.as_slice())
+            .filter(|roles| !roles.is_empty())
+            .collect()
     }
 }
 
@@ -476,14 +543,16 @@ mod tests {
             d("GET", "/public/"),
             Decision {
                 rule: Some(0),
-                access: Access::Public
+                access: Access::Public,
+                also: vec![]
             }
         );
         assert_eq!(
             d("GET", "/public"),
             Decision {
                 rule: Some(0),
-                access: Access::Public
+                access: Access::Public,
+                also: vec![]
             }
         );
         assert_eq!(d("GET", "/public/a/b/c").access, Access::Public);
@@ -498,7 +567,8 @@ mod tests {
             d("GET", "/other"),
             Decision {
                 rule: None,
-                access: Access::Authenticated
+                access: Access::Authenticated,
+                also: vec![]
             }
         );
     }

@@ -117,6 +117,10 @@ pub struct Claims {
     /// `csrf` claim); the two tokens of a pair share it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csrf: Option<String>,
+    /// The user's roles when the token was issued: on access tokens only, since a refresh reads
+    /// them from the store again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
     pub iat: u64,
     pub nbf: u64,
     pub exp: u64,
@@ -125,6 +129,27 @@ pub struct Claims {
     /// with its claims in the verified-token cache, so that a request parses no UUID.
     #[serde(skip)]
     pub revocation_key: OnceLock<u128>,
+    /// `roles` as the app's header carries them, comma-separated: joined at a token's first
+    /// forward, then kept with its claims like `revocation_key`.
+    #[serde(skip)]
+    pub roles_header: OnceLock<String>,
+}
+
+impl Claims {
+    /// The roles the token carries; none on a refresh token.
+    pub fn roles(&self) -> &[String] {
+        self.roles.as_deref().unwrap_or_default()
+    }
+
+    /// The roles, comma-separated, for the app's header; `None` when there are none.
+    pub fn roles_header(&self) -> Option<&str> {
+        let roles = self.roles();
+        (!roles.is_empty()).then(|| {
+            self.roles_header
+                .get_or_init(|| crate::core::roles::join_roles(roles))
+                .as_str()
+        })
+    }
 }
 
 /// Who a token is for, as the issuer needs it.
@@ -132,6 +157,8 @@ pub struct Subject<'a> {
     pub user_id: &'a str,
     pub username: &'a str,
     pub sid: &'a str,
+    /// Signed into access tokens.
+    pub roles: &'a [String],
 }
 
 pub fn unix_now() -> u64 {
@@ -235,11 +262,13 @@ impl TokenService {
             kind,
             fresh: fresh && kind == TokenKind::Access,
             csrf,
+            roles: (kind == TokenKind::Access).then(|| subject.roles.to_vec()),
             iat: now,
             nbf: now,
             exp: now + ttl,
             iss: self.issuer.clone(),
             revocation_key: OnceLock::new(),
+            roles_header: OnceLock::new(),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
             .expect("HMAC signing with a validated key cannot fail");
@@ -277,6 +306,16 @@ impl TokenService {
                 _ => TokenError::Invalid("Invalid token"),
             }
         })?;
+        // A role reaches the app in a comma-separated header: one that could be split there, or
+        // read as another, is refused whoever signed it.
+        if data
+            .claims
+            .roles()
+            .iter()
+            .any(|role| crate::core::roles::validate_role(role).is_err())
+        {
+            return Err(TokenError::Invalid("Invalid token claims"));
+        }
         let claims = Arc::new(data.claims);
         self.check_times(&claims, now)?;
         self.verified.insert(token, claims.clone());
@@ -376,6 +415,7 @@ mod tests {
         user_id: "u-1",
         username: "alice",
         sid: "s-1",
+        roles: &[],
     };
 
     fn sign_raw(header: &str, payload: &serde_json::Value) -> String {
@@ -558,6 +598,7 @@ mod key_rotation_tests {
         user_id: "u",
         username: "a",
         sid: "s",
+        roles: &[],
     };
 
     #[test]

@@ -84,11 +84,13 @@ mod tests {
             kind: TokenKind::Access,
             fresh: false,
             csrf: None,
+            roles: None,
             iat: 0,
             nbf: 0,
             exp: 1,
             iss: "authgate".into(),
             revocation_key: Default::default(),
+            roles_header: Default::default(),
         })
     }
 

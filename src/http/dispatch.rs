@@ -19,7 +19,7 @@ use crate::core::cookies::{self, REFRESH_COOKIE};
 use crate::core::endpoint::Endpoint;
 use crate::core::form_fields::encode;
 use crate::core::forwarded::Relayed;
-use crate::core::routes::{Access, normalise_path};
+use crate::core::routes::{Access, Decision, normalise_path};
 use crate::core::token::{Claims, TokenError, TokenKind};
 use crate::http::authn::{Source, authenticate, check_csrf, csrf_needed, csrf_value, presented};
 use crate::http::body::{Body, Outbound};
@@ -185,6 +185,8 @@ enum Next {
 struct Pending {
     request: Request<Incoming>,
     path_and_query: String,
+    /// The rules it met, whose roles the renewed token must hold.
+    decision: Decision,
 }
 
 /// What the rare forwarded request brings besides itself.
@@ -267,12 +269,19 @@ fn decide(
                 Access::Authenticated => {
                     let (method, headers) = (request.method(), request.headers());
                     match authenticate(gate, method, headers, Some(TokenKind::Access), None) {
-                        Ok(claims) => Some(claims),
+                        Ok(claims) if gate.config.routes.permits(&decision, claims.roles()) => {
+                            Some(claims)
+                        }
+                        Ok(claims) => {
+                            record(log, path_and_query, Some(claims));
+                            return Err(ApiError::Forbidden);
+                        }
                         Err(e) if may_refresh(gate, headers, &e) => {
                             log.path = path_and_query.clone();
                             let pending = Pending {
                                 request,
                                 path_and_query,
+                                decision,
                             };
                             return Ok(Next::Refresh(Box::new(pending)));
                         }
@@ -366,6 +375,7 @@ async fn renew(
     let Pending {
         mut request,
         path_and_query,
+        decision,
     } = pending;
     let refreshed = refresh_by_cookie(gate, request.method(), request.headers()).await;
     let (pair, claims) = match refreshed {
@@ -375,6 +385,17 @@ async fn renew(
             return Err(sign_in_first(gate, method, headers, &path_and_query, e));
         }
     };
+    // The session is renewed whatever the roles say, so the refusal carries the new cookies:
+    // without them, the browser would present the token just rotated, a reuse once the grace
+    // is over.
+    if !gate.config.routes.permits(&decision, claims.roles()) {
+        let mut refusal = ApiError::Forbidden.into_response();
+        session_cookies::attach(&mut refusal, session_cookies::for_pair(&gate.config, &pair));
+        return Ok(Next::Local(Box::new(Local::Answer(
+            ApiError::Forbidden.outcome(),
+            refusal,
+        ))));
+    }
     session_cookies::for_app(request.headers_mut(), AppAccess::Only(&pair.access));
     let relayed = relayed(gate, peer, &request);
     let (outgoing, client) = forwarder.rewrite(
@@ -557,12 +578,28 @@ pub fn explain(config: &Config, method: &str, target: &str) -> String {
                         .methods
                         .as_ref()
                         .map_or("any method".to_string(), |m| m.join(", "));
+                    let roles = match r.roles.is_empty() {
+                        true => String::new(),
+                        false => format!(" roles = {:?}", r.roles),
+                    };
                     format!(
-                        "rule: routes[{i}] path = {:?} ({methods}) access = {}",
+                        "rule: routes[{i}] path = {:?} ({methods}) access = {}{roles}",
                         r.pattern, r.access
                     )
                 }
                 None => "rule: none matches; the default applies (authenticated)".into(),
+            };
+            // Every rule met through a method override adds its roles.
+            let needed = config.routes.roles_needed(&decision);
+            let roles = match needed.is_empty() {
+                true => String::new(),
+                false => {
+                    let lists: Vec<String> = needed.iter().map(|r| r.join(" or ")).collect();
+                    format!(
+                        " and a user with the role {} (otherwise 403)",
+                        lists.join(", and ")
+                    )
+                }
             };
             let verdict = match decision.access {
                 Access::Public => {
@@ -570,7 +607,7 @@ pub fn explain(config: &Config, method: &str, target: &str) -> String {
                 }
                 Access::Authenticated => {
                     format!(
-                        "forward to the upstream as {path_and_query} with a valid access token; otherwise 401"
+                        "forward to the upstream as {path_and_query} with a valid access token{roles}; otherwise 401"
                     )
                 }
                 Access::Deny => "403 Access denied, never forwarded".into(),

@@ -151,7 +151,7 @@ pub(crate) async fn sign_up(gate: &Gate, posted: Posted) -> Response<Body> {
     }
     match gate
         .sessions
-        .register(posted.username.clone(), posted.password.clone())
+        .register(posted.username.clone(), posted.password.clone(), Vec::new())
         .await
     {
         Ok(_) => see_other(&format!(

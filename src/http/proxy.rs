@@ -95,6 +95,7 @@ impl Forwarder {
             [
                 identity.user_id_header.as_str(),
                 identity.username_header.as_str(),
+                identity.roles_header.as_str(),
                 "x-forwarded-for",
                 "x-forwarded-proto",
                 "x-forwarded-host",
@@ -217,6 +218,10 @@ impl Forwarder {
                 }
                 extra.push(name.as_str(), value.as_bytes());
             }
+            // Role names are checked when a token is first verified: nothing to split or trim.
+            if let Some(roles) = claims.roles_header() {
+                extra.push(self.identity.roles_header.as_str(), roles.as_bytes());
+            }
         }
 
         // Origin form, since the connection already goes to the upstream. Made of a normalised
@@ -237,10 +242,10 @@ impl Forwarder {
     }
 }
 
-/// Headers authgate adds to a request, at most ten.
+/// Headers authgate adds to a request, at most twelve.
 #[derive(Default)]
 struct Extra<'a> {
-    fields: [(&'a str, &'a [u8]); 10],
+    fields: [(&'a str, &'a [u8]); 12],
     count: usize,
 }
 

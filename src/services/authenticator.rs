@@ -113,6 +113,7 @@ secret = "authenticator-unit-test-secret-0123456789-abcdef"
             user_id: "7",
             username: "ada",
             sid: "session-1",
+            roles: &[],
         };
         f.tokens.issue(&subject, kind, false, unix_now())
     }

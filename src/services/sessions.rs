@@ -18,7 +18,9 @@ use crate::core::revocation::{Revocation, RevocationCache};
 use crate::core::throttle::Throttle;
 use crate::core::token::{Claims, Subject, TokenError, TokenKind, TokenService, unix_now};
 use crate::services::password::Passwords;
-use crate::store::{Ending, RefreshRotation, Rotation, Store, StoreError, User, UserSessionsEnd};
+use crate::store::{
+    Ending, NewSession, RefreshRotation, Rotation, Store, StoreError, User, UserSessionsEnd,
+};
 
 /// Why a session operation was refused.
 #[derive(Debug)]
@@ -58,7 +60,6 @@ pub(crate) struct TokenPair {
     pub(crate) refresh_expires_in: u64,
     /// Both tokens' `csrf` claim, when they carry one.
     pub(crate) csrf: Option<String>,
-    refresh_claims: Claims,
 }
 
 /// What the sessions count, for the edge's metrics: handles onto the metrics' own counters.
@@ -118,12 +119,14 @@ impl Sessions {
         }
     }
 
-    /// Creates a user. The name is checked against the rules of `accounts`, and compared in its
+    /// Creates a user, with `roles` (canonical already: `/register` gives none, an administrator
+    /// may). The name is checked against the rules of `accounts`, and compared in its
     /// normalised form: `Alice` and `ALICE` are one user.
     pub(crate) async fn register(
         &self,
         username: String,
         password: String,
+        roles: Vec<String>,
     ) -> Result<User, AuthError> {
         accounts::validate_username(&username).map_err(AuthError::Invalid)?;
         accounts::validate_password(&password).map_err(AuthError::Invalid)?;
@@ -141,6 +144,7 @@ impl Sessions {
             id: uuid::Uuid::new_v4().to_string(),
             username,
             password_hash,
+            roles,
         };
         match self.store.create_user(&user, &key, unix_now()).await {
             Ok(()) => {}
@@ -237,48 +241,59 @@ impl Sessions {
     /// `Store::create_session`); `None` when it changed meanwhile.
     async fn create_session(&self, user: &User) -> Result<Option<TokenPair>, AuthError> {
         let sid = uuid::Uuid::new_v4().to_string();
-        let pair = self.issue_pair(&user.id, &user.username, &sid, true, self.tokens.new_csrf());
-        let created = self
-            .store
-            .create_session(
-                &sid,
-                &user.id,
-                &user.password_hash,
-                &pair.refresh_claims.jti,
-                pair.refresh_claims.exp,
-            )
-            .await?;
-        Ok(created.then_some(pair))
-    }
-
-    fn issue_pair(
-        &self,
-        user_id: &str,
-        username: &str,
-        sid: &str,
-        fresh: bool,
-        csrf: Option<String>,
-    ) -> TokenPair {
         let now = unix_now();
         let subject = Subject {
-            user_id,
-            username,
-            sid,
+            user_id: &user.id,
+            username: &user.username,
+            sid: &sid,
+            roles: &user.roles,
         };
-        // One CSRF value for the pair, so a form may name either cookie's.
-        let (access, access_claims) =
-            self.tokens
-                .issue_with_csrf(&subject, TokenKind::Access, fresh, now, csrf.clone());
-        let (refresh, refresh_claims) =
-            self.tokens
-                .issue_with_csrf(&subject, TokenKind::Refresh, false, now, csrf);
+        let (refresh, refresh_claims) = self.issue_refresh(&subject, self.tokens.new_csrf(), now);
+        let created = self
+            .store
+            .create_session(NewSession {
+                sid: &sid,
+                user_id: &user.id,
+                verified_hash: &user.password_hash,
+                refresh_jti: &refresh_claims.jti,
+                expires_at: refresh_claims.exp,
+                now,
+            })
+            .await?;
+        Ok(created.then(|| self.pair(&subject, true, refresh, refresh_claims.csrf, now)))
+    }
+
+    /// A new refresh token; the access token that goes with it waits for the store's answer,
+    /// which has the roles it carries.
+    fn issue_refresh(
+        &self,
+        subject: &Subject<'_>,
+        csrf: Option<String>,
+        now: u64,
+    ) -> (String, Claims) {
+        self.tokens
+            .issue_with_csrf(subject, TokenKind::Refresh, false, now, csrf)
+    }
+
+    /// The pair: an access token for `subject` with the refresh token's CSRF value `csrf` (one
+    /// value for the pair, so a form may name either cookie's).
+    fn pair(
+        &self,
+        subject: &Subject<'_>,
+        fresh: bool,
+        refresh: String,
+        csrf: Option<String>,
+        now: u64,
+    ) -> TokenPair {
+        let (access, _) = self
+            .tokens
+            .issue_with_csrf(subject, TokenKind::Access, fresh, now, csrf.clone());
         TokenPair {
             access,
             refresh: Some(refresh),
             expires_in: self.tokens.access_ttl(),
             refresh_expires_in: self.tokens.refresh_ttl(),
-            csrf: access_claims.csrf,
-            refresh_claims,
+            csrf,
         }
     }
 
@@ -303,27 +318,35 @@ impl Sessions {
         }
         // The session keeps its CSRF value, so pages and tabs that hold it keep working.
         let csrf = claims.csrf.clone().or_else(|| self.tokens.new_csrf());
-        let mut pair = self.issue_pair(&claims.sub, &claims.username, &claims.sid, false, csrf);
+        let subject = |roles| Subject {
+            user_id: &claims.sub,
+            username: &claims.username,
+            sid: &claims.sid,
+            roles,
+        };
+        let (refresh, refresh_claims) = self.issue_refresh(&subject(&[]), csrf, now);
         let rotation = self
             .store
             .rotate_refresh(RefreshRotation {
                 sid: &claims.sid,
                 old_jti: &claims.jti,
-                new_jti: &pair.refresh_claims.jti,
-                new_expires_at: pair.refresh_claims.exp,
+                new_jti: &refresh_claims.jti,
+                new_expires_at: refresh_claims.exp,
                 now,
                 grace: self.refresh_grace,
             })
             .await?;
         match rotation {
-            Rotation::Rotated => {
+            Rotation::Rotated { roles } => {
                 self.counters.refreshes.inc();
-                Ok(pair)
+                Ok(self.pair(&subject(&roles), false, refresh, refresh_claims.csrf, now))
             }
             // Another tab won the race a moment ago: an access token, and the refresh token
             // stays the one the winner got.
-            Rotation::JustRotated => {
+            Rotation::JustRotated { roles } => {
                 self.counters.refreshes.inc();
+                let csrf = refresh_claims.csrf;
+                let mut pair = self.pair(&subject(&roles), false, refresh, csrf, now);
                 pair.refresh = None;
                 Ok(pair)
             }
@@ -462,7 +485,9 @@ impl Sessions {
             .hash(new_password)
             .await
             .map_err(|_| AuthError::Busy)?;
-        let revoked = self.end_sessions(&user.id, None, Some(&new_hash)).await?;
+        let revoked = self
+            .end_sessions(&user.id, None, AlongWith::Password(&new_hash))
+            .await?;
         Ok(revoked.unwrap_or_default())
     }
 
@@ -470,12 +495,23 @@ impl Sessions {
     pub(crate) async fn end_sessions_of(&self, username: &str) -> Result<usize, AuthError> {
         let user = self.named(username).await?;
         Ok(self
-            .end_sessions(&user.id, None, None)
+            .end_sessions(&user.id, None, AlongWith::Nothing)
             .await?
             .unwrap_or_default())
     }
 
-    async fn named(&self, username: &str) -> Result<User, AuthError> {
+    /// Disables a user (no login or refresh until enabled again) and revokes every session of
+    /// theirs, in one transaction. Returns how many.
+    pub(crate) async fn disable(&self, username: &str) -> Result<usize, AuthError> {
+        let user = self.named(username).await?;
+        Ok(self
+            .end_sessions(&user.id, None, AlongWith::Disabling)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The user called `username`; `BadCredentials` when there is none.
+    pub(crate) async fn named(&self, username: &str) -> Result<User, AuthError> {
         self.store
             .find_user(&accounts::username_key(username))
             .await?
@@ -492,19 +528,20 @@ impl Sessions {
         new_password_hash: Option<&str>,
     ) -> Result<usize, AuthError> {
         let asking = Some((claims.sid.as_str(), keep_asking));
-        self.end_sessions(&claims.sub, asking, new_password_hash)
+        let along = new_password_hash.map_or(AlongWith::Nothing, AlongWith::Password);
+        self.end_sessions(&claims.sub, asking, along)
             .await?
             .ok_or(AuthError::Token(TokenError::Revoked))
     }
 
-    /// Revokes every live session of `user_id`, in the store, then in memory, and sets
-    /// `new_password_hash` in the same transaction. `asking`: the session that asked and whether
+    /// Revokes every live session of `user_id`, in the store, then in memory, and makes the
+    /// change `along` names in the same transaction. `asking`: the session that asked and whether
     /// it stays (`None`: an administrator asked). `None` back: the asking session is revoked.
     async fn end_sessions(
         &self,
         user_id: &str,
         asking: Option<(&str, bool)>,
-        new_password_hash: Option<&str>,
+        along: AlongWith<'_>,
     ) -> Result<Option<usize>, AuthError> {
         let now = unix_now();
         let revocations = self
@@ -513,7 +550,11 @@ impl Sessions {
                 user_id,
                 asking_sid: asking.map(|(sid, _)| sid),
                 keep_asking: asking.is_some_and(|(_, keep)| keep),
-                new_password_hash,
+                new_password_hash: match along {
+                    AlongWith::Password(hash) => Some(hash),
+                    _ => None,
+                },
+                disable: matches!(along, AlongWith::Disabling),
                 now,
                 hold_until: self.hold_until(now),
             })
@@ -537,6 +578,15 @@ impl Sessions {
         self.revocations.insert(revocation);
         self.counters.revocations.inc();
     }
+}
+
+/// What changes for a user in the transaction that ends their sessions.
+enum AlongWith<'a> {
+    Nothing,
+    /// The new password's hash.
+    Password(&'a str),
+    /// The user is disabled.
+    Disabling,
 }
 
 /// The per-user throttle's key for password changes: by id, where logins count by name.
@@ -630,7 +680,7 @@ parallelism = 1
 
         async fn register(&self, name: &str) -> User {
             self.sessions
-                .register(name.into(), PASSWORD.into())
+                .register(name.into(), PASSWORD.into(), Vec::new())
                 .await
                 .unwrap()
         }
@@ -1026,17 +1076,17 @@ parallelism = 1
         assert_eq!(user.username, "Alice");
         assert_eq!(f.counters.registrations.get(), 1);
         assert!(matches!(
-            f.sessions.register("ALICE".into(), PASSWORD.into()).await,
+            f.sessions.register("ALICE".into(), PASSWORD.into(), Vec::new()).await,
             Err(AuthError::UsernameTaken)
         ));
         assert!(matches!(
-            f.sessions.register(" bob ".into(), PASSWORD.into()).await,
+            f.sessions.register(" bob ".into(), PASSWORD.into(), Vec::new()).await,
             Err(AuthError::Invalid(
                 "Username must not begin or end with whitespace"
             ))
         ));
         assert!(matches!(
-            f.sessions.register("bob".into(), "short".into()).await,
+            f.sessions.register("bob".into(), "short".into(), Vec::new()).await,
             Err(AuthError::Invalid("Password must be at least 8 bytes"))
         ));
         // An unknown user fails exactly as a wrong password does.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::config::StoreConfig;
 use crate::core::revocation::Revocation;
+use crate::core::roles::split_roles;
 
 pub(crate) use postgres::{ListenerEvent, RevocationListener};
 
@@ -52,32 +53,46 @@ pub(crate) struct User {
     pub(crate) id: String,
     pub(crate) username: String,
     pub(crate) password_hash: String,
+    /// Sorted, each name once (`roles::canonical_roles`).
+    pub(crate) roles: Vec<String>,
 }
 
-/// How a refresh fared in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A change an administrator makes to a user, besides ending sessions.
+pub(crate) enum UserChange {
+    /// Replaces the user's roles (canonical already); sessions keep theirs until they refresh.
+    Roles(Vec<String>),
+    /// Lets a disabled user log in again. Sessions revoked by the disabling stay revoked.
+    Enable,
+}
+
+/// How a refresh fared in the store. A refresh that may go on carries the user's roles as the
+/// store has them now: a role change takes effect at the next refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Rotation {
     /// The token presented was the session's current one; the new one has replaced it.
-    Rotated,
-    /// The session is revoked, or gone (expired and purged).
+    Rotated { roles: Vec<String> },
+    /// The session is revoked, or gone (expired and purged), or its user is disabled.
     Revoked,
     /// The session is live, and the token presented is the one it had until a rotation within
     /// the grace: a browser's tabs refreshing at once. An access token may be issued; the chain
     /// of refresh tokens stays as it is.
-    JustRotated,
+    JustRotated { roles: Vec<String> },
     /// The session is live, but the token presented is not its current one, nor one rotated
     /// within the grace: a rotated refresh token presented again.
     Reused,
 }
 
 impl Rotation {
-    /// Why a rotation changed nothing, from the session's row: whether it is live, and whether
-    /// the token presented is the one it rotated within the grace; `None`: no row (purged).
-    fn missed(row: Option<(bool, bool)>, grace: Duration) -> Rotation {
+    /// Why a rotation changed nothing, from the session's row: whether it is live (and its user
+    /// enabled), whether the token presented is the one it rotated within the grace, and the
+    /// user's roles; `None`: no row (purged).
+    fn missed(row: Option<(bool, bool, String)>, grace: Duration) -> Rotation {
         match row {
-            Some((true, true)) if !grace.is_zero() => Rotation::JustRotated,
-            Some((true, _)) => Rotation::Reused,
-            Some((false, _)) | None => Rotation::Revoked,
+            Some((true, true, roles)) if !grace.is_zero() => Rotation::JustRotated {
+                roles: split_roles(&roles),
+            },
+            Some((true, _, _)) => Rotation::Reused,
+            Some((false, _, _)) | None => Rotation::Revoked,
         }
     }
 }
@@ -91,6 +106,16 @@ impl Ending {
             _ => Ending::Ended(revocation),
         }
     }
+}
+
+/// What `create_session` is asked to do.
+pub(crate) struct NewSession<'a> {
+    pub(crate) sid: &'a str,
+    pub(crate) user_id: &'a str,
+    pub(crate) verified_hash: &'a str,
+    pub(crate) refresh_jti: &'a str,
+    pub(crate) expires_at: u64,
+    pub(crate) now: u64,
 }
 
 /// What `rotate_refresh` is asked to do.
@@ -123,29 +148,78 @@ pub(crate) struct UserSessionsEnd<'a> {
     /// A password change keeps the session that asked for it; logout-all does not.
     pub(crate) keep_asking: bool,
     pub(crate) new_password_hash: Option<&'a str>,
+    /// Disables the user in the same transaction: no login or refresh until enabled again.
+    pub(crate) disable: bool,
     pub(crate) now: u64,
     pub(crate) hold_until: u64,
 }
 
-/// A user as `authgate users list` shows them.
+/// A user as `authgate users list` shows them. Times are unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserSummary {
     pub id: String,
     pub username: String,
-    /// Unix seconds.
+    pub roles: Vec<String>,
+    /// When the user was disabled; `None`: enabled.
+    pub disabled_at: Option<u64>,
     pub created_at: u64,
+    /// `None`: never logged in (or not since the upgrade that began recording it).
+    pub last_login_at: Option<u64>,
     /// Sessions not revoked and not expired.
     pub live_sessions: u64,
 }
 
-/// A `list_users` row: id, username, created, live sessions.
-fn summary((id, username, created_at, live): (String, String, i64, i64)) -> UserSummary {
+/// A `list_users` row, in its columns' order.
+type SummaryRow = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    i64,
+);
+
+fn summary(row: SummaryRow) -> UserSummary {
+    let (id, username, roles, disabled_at, created_at, last_login_at, live) = row;
     UserSummary {
         id,
         username,
-        created_at: created_at.max(0) as u64,
-        live_sessions: live.max(0) as u64,
+        roles: split_roles(&roles),
+        disabled_at: disabled_at.map(unix),
+        created_at: unix(created_at),
+        last_login_at: last_login_at.map(unix),
+        live_sessions: unix(live),
     }
+}
+
+/// A live session as `authgate users sessions` shows it. Times are unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub sid: String,
+    /// `None` for sessions begun before the upgrade that began recording it.
+    pub created_at: Option<u64>,
+    /// The last refresh; `None`: never refreshed.
+    pub refreshed_at: Option<u64>,
+    /// When the refresh token runs out, unless refreshed.
+    pub expires_at: u64,
+}
+
+/// A `user_sessions` row, in its columns' order.
+fn session_summary(
+    (sid, created_at, refreshed_at, expires_at): (String, Option<i64>, Option<i64>, i64),
+) -> SessionSummary {
+    SessionSummary {
+        sid,
+        created_at: created_at.map(unix),
+        refreshed_at: refreshed_at.map(unix),
+        expires_at: unix(expires_at),
+    }
+}
+
+/// A stored time or count, never negative.
+fn unix(stored: i64) -> u64 {
+    stored.max(0) as u64
 }
 
 #[derive(Clone)]
@@ -214,8 +288,27 @@ impl Store {
         on_backend!(self, s => s.list_users(now).await)
     }
 
+    /// A user's live sessions at `now`, the latest first.
+    pub(crate) async fn user_sessions(
+        &self,
+        user_id: &str,
+        now: u64,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        on_backend!(self, s => s.user_sessions(user_id, now).await)
+    }
+
+    /// Changes a user's roles, or enables them. `Ok(false)`: no such user.
+    pub(crate) async fn change_user(
+        &self,
+        user_id: &str,
+        change: UserChange,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, s => s.change_user(user_id, change).await)
+    }
+
     /// For logout-all and a password change asked by session `asking_sid`: in one transaction,
-    /// checks that session is live, sets `new_password_hash` if one is given, and revokes every
+    /// checks that session is live, sets `new_password_hash` if one is given, disables the user
+    /// if asked, and revokes every
     /// live session of the user (the asking one too unless `keep_asking`), each held in memory
     /// until `hold_until`. `Ok(None)`: the asking session is revoked, and nothing was written.
     pub(crate) async fn end_user_sessions(
@@ -225,18 +318,12 @@ impl Store {
         on_backend!(self, s => s.end_user_sessions(end).await)
     }
     /// Creates a login session, if the user's password hash is still `verified_hash`, the one
-    /// the login was checked against: checked and created in one step, so that no login that
-    /// verified a password outlives a change of it (a change revokes the sessions that exist when
-    /// it commits). `Ok(false)` when the password has changed since.
-    pub(crate) async fn create_session(
-        &self,
-        sid: &str,
-        user_id: &str,
-        verified_hash: &str,
-        refresh_jti: &str,
-        expires_at: u64,
-    ) -> Result<bool, StoreError> {
-        on_backend!(self, s => s.create_session(sid, user_id, verified_hash, refresh_jti, expires_at).await)
+    /// the login was checked against, and the user is not disabled: checked and created in one
+    /// step, so that no login that verified a password outlives a change of it (a change revokes
+    /// the sessions that exist when it commits). Records the login as the user's last.
+    /// `Ok(false)` when the password has changed since, or the user is disabled.
+    pub(crate) async fn create_session(&self, login: NewSession<'_>) -> Result<bool, StoreError> {
+        on_backend!(self, s => s.create_session(login).await)
     }
 
     /// Makes the new refresh token the session's, if the session is live and the old one is its

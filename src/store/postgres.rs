@@ -8,9 +8,11 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
 use super::{
-    Ending, RefreshRotation, Rotation, StoreError, User, UserSessionsEnd, UserSummary, summary,
+    Ending, NewSession, RefreshRotation, Rotation, SessionSummary, StoreError, SummaryRow, User,
+    UserChange, UserSessionsEnd, UserSummary, session_summary, summary,
 };
 use crate::core::revocation::{Revocation, RevocationKind};
+use crate::core::roles::{join_roles, split_roles};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -55,12 +57,14 @@ impl PgStore {
         now: u64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO users (id, username, username_key, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO users (id, username, username_key, password_hash, roles, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&user.id)
         .bind(&user.username)
         .bind(username_key)
         .bind(&user.password_hash)
+        .bind(join_roles(&user.roles))
         .bind(now as i64)
         .execute(&self.pool)
         .await?;
@@ -82,7 +86,7 @@ impl PgStore {
         value: &str,
     ) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT id, username, password_hash FROM users WHERE {column} = $1"
+            "SELECT id, username, password_hash, roles FROM users WHERE {column} = $1"
         ))
         .bind(value)
         .fetch_optional(&self.pool)
@@ -91,12 +95,13 @@ impl PgStore {
             id: r.get(0),
             username: r.get(1),
             password_hash: r.get(2),
+            roles: split_roles(r.get(3)),
         }))
     }
 
     pub(crate) async fn list_users(&self, now: u64) -> Result<Vec<UserSummary>, StoreError> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT u.id, u.username, u.created_at, \
+        let rows: Vec<SummaryRow> = sqlx::query_as(
+            "SELECT u.id, u.username, u.roles, u.disabled_at, u.created_at, u.last_login_at, \
              (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $1) \
              FROM users u ORDER BY u.username_key",
         )
@@ -106,25 +111,57 @@ impl PgStore {
         Ok(rows.into_iter().map(summary).collect())
     }
 
-    /// `FOR SHARE` waits for a password change that holds the user's row, then checks the hash
-    /// it committed; a change that comes later waits for this insert, and then sees its session.
-    pub(crate) async fn create_session(
+    pub(crate) async fn user_sessions(
         &self,
-        sid: &str,
         user_id: &str,
-        verified_hash: &str,
-        refresh_jti: &str,
-        expires_at: u64,
-    ) -> Result<bool, StoreError> {
-        let created = sqlx::query(
-            "INSERT INTO sessions (sid, user_id, refresh_jti, expires_at) \
-             SELECT $1, id, $2, $3 FROM users WHERE id = $4 AND password_hash = $5 FOR SHARE",
+        now: u64,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let rows: Vec<(String, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT sid, created_at, rotated_at, expires_at FROM sessions \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY COALESCE(created_at, 0) DESC, sid",
         )
-        .bind(sid)
-        .bind(refresh_jti)
-        .bind(expires_at as i64)
         .bind(user_id)
-        .bind(verified_hash)
+        .bind(now as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(session_summary).collect())
+    }
+
+    pub(crate) async fn change_user(
+        &self,
+        user_id: &str,
+        change: UserChange,
+    ) -> Result<bool, StoreError> {
+        let query = match &change {
+            UserChange::Roles(roles) => {
+                sqlx::query("UPDATE users SET roles = $2 WHERE id = $1").bind(user_id).bind(join_roles(roles))
+            }
+            UserChange::Enable => {
+                sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1").bind(user_id)
+            }
+        };
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// `FOR SHARE` waits for a password change or a disabling that holds the user's row, then
+    /// checks what it committed; a change that comes later waits for this insert, and then sees
+    /// its session. One statement: the session, and the login recorded on the user.
+    pub(crate) async fn create_session(&self, login: NewSession<'_>) -> Result<bool, StoreError> {
+        let created = sqlx::query(
+            "WITH created AS ( \
+               INSERT INTO sessions (sid, user_id, refresh_jti, expires_at, created_at) \
+               SELECT $1, id, $2, $3, $4 FROM users \
+               WHERE id = $5 AND password_hash = $6 AND disabled_at IS NULL FOR SHARE \
+               RETURNING user_id) \
+             UPDATE users SET last_login_at = $4 FROM created WHERE users.id = created.user_id",
+        )
+        .bind(login.sid)
+        .bind(login.refresh_jti)
+        .bind(login.expires_at as i64)
+        .bind(login.now as i64)
+        .bind(login.user_id)
+        .bind(login.verified_hash)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -137,25 +174,29 @@ impl PgStore {
         &self,
         rotation: RefreshRotation<'_>,
     ) -> Result<Rotation, StoreError> {
-        let updated = sqlx::query(
-            "UPDATE sessions SET previous_jti = refresh_jti, rotated_at = $1, refresh_jti = $2, \
-             expires_at = GREATEST(expires_at, $3) WHERE sid = $4 AND refresh_jti = $5 AND revoked_at IS NULL",
+        let rotated: Option<String> = sqlx::query_scalar(
+            "UPDATE sessions s SET previous_jti = s.refresh_jti, rotated_at = $1, refresh_jti = $2, \
+             expires_at = GREATEST(s.expires_at, $3) FROM users u \
+             WHERE u.id = s.user_id AND s.sid = $4 AND s.refresh_jti = $5 AND s.revoked_at IS NULL \
+             AND u.disabled_at IS NULL RETURNING u.roles",
         )
         .bind(rotation.now as i64)
         .bind(rotation.new_jti)
         .bind(rotation.new_expires_at as i64)
         .bind(rotation.sid)
         .bind(rotation.old_jti)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated == 1 {
-            return Ok(Rotation::Rotated);
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(roles) = rotated {
+            return Ok(Rotation::Rotated {
+                roles: split_roles(&roles),
+            });
         }
         let grace_since = rotation.now.saturating_sub(rotation.grace.as_secs()) as i64;
-        let state: Option<(bool, bool)> = sqlx::query_as(
-            "SELECT revoked_at IS NULL, COALESCE(previous_jti = $1 AND rotated_at >= $2, FALSE) \
-             FROM sessions WHERE sid = $3",
+        let state: Option<(bool, bool, String)> = sqlx::query_as(
+            "SELECT s.revoked_at IS NULL AND u.disabled_at IS NULL, \
+             COALESCE(s.previous_jti = $1 AND s.rotated_at >= $2, FALSE), u.roles \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.sid = $3",
         )
         .bind(rotation.old_jti)
         .bind(grace_since)
@@ -215,6 +256,13 @@ impl PgStore {
         if let Some(hash) = end.new_password_hash {
             sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(hash)
+                .bind(end.user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if end.disable {
+            sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1) WHERE id = $2")
+                .bind(end.now as i64)
                 .bind(end.user_id)
                 .execute(&mut *tx)
                 .await?;

@@ -10,9 +10,11 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Ending, RefreshRotation, Rotation, StoreError, User, UserSessionsEnd, UserSummary, summary,
+    Ending, NewSession, RefreshRotation, Rotation, SessionSummary, StoreError, SummaryRow, User,
+    UserChange, UserSessionsEnd, UserSummary, session_summary, summary,
 };
 use crate::core::revocation::{Revocation, RevocationKind};
+use crate::core::roles::{join_roles, split_roles};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -59,12 +61,14 @@ impl SqliteStore {
         now: u64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO users (id, username, username_key, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO users (id, username, username_key, password_hash, roles, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&user.id)
         .bind(&user.username)
         .bind(username_key)
         .bind(&user.password_hash)
+        .bind(join_roles(&user.roles))
         .bind(now as i64)
         .execute(&self.pool)
         .await?;
@@ -86,7 +90,7 @@ impl SqliteStore {
         value: &str,
     ) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT id, username, password_hash FROM users WHERE {column} = ?"
+            "SELECT id, username, password_hash, roles FROM users WHERE {column} = ?"
         ))
         .bind(value)
         .fetch_optional(&self.pool)
@@ -95,14 +99,13 @@ impl SqliteStore {
             id: r.get(0),
             username: r.get(1),
             password_hash: r.get(2),
+            roles: split_roles(r.get(3)),
         }))
     }
 
-    /// Writes are serialised in SQLite, so the check and the insert are one with respect to a
-    /// password change.
     pub(crate) async fn list_users(&self, now: u64) -> Result<Vec<UserSummary>, StoreError> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT u.id, u.username, u.created_at, \
+        let rows: Vec<SummaryRow> = sqlx::query_as(
+            "SELECT u.id, u.username, u.roles, u.disabled_at, u.created_at, u.last_login_at, \
              (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > ?) \
              FROM users u ORDER BY u.username_key",
         )
@@ -112,29 +115,65 @@ impl SqliteStore {
         Ok(rows.into_iter().map(summary).collect())
     }
 
-    /// Writes are serialised in SQLite, so the check and the insert are one with respect to a
-    /// password change.
-    pub(crate) async fn create_session(
+    pub(crate) async fn user_sessions(
         &self,
-        sid: &str,
         user_id: &str,
-        verified_hash: &str,
-        refresh_jti: &str,
-        expires_at: u64,
-    ) -> Result<bool, StoreError> {
-        let created = sqlx::query(
-            "INSERT INTO sessions (sid, user_id, refresh_jti, expires_at) \
-             SELECT ?, id, ?, ? FROM users WHERE id = ? AND password_hash = ?",
+        now: u64,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let rows: Vec<(String, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT sid, created_at, rotated_at, expires_at FROM sessions \
+             WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? \
+             ORDER BY COALESCE(created_at, 0) DESC, sid",
         )
-        .bind(sid)
-        .bind(refresh_jti)
-        .bind(expires_at as i64)
         .bind(user_id)
-        .bind(verified_hash)
-        .execute(&self.pool)
+        .bind(now as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(session_summary).collect())
+    }
+
+    pub(crate) async fn change_user(
+        &self,
+        user_id: &str,
+        change: UserChange,
+    ) -> Result<bool, StoreError> {
+        let query = match &change {
+            UserChange::Roles(roles) => {
+                sqlx::query("UPDATE users SET roles = ? WHERE id = ?").bind(join_roles(roles))
+            }
+            UserChange::Enable => sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = ?"),
+        };
+        let changed = query.bind(user_id).execute(&self.pool).await?.rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// Writes are serialised in SQLite, so the check and the insert are one with respect to a
+    /// password change or a disabling.
+    pub(crate) async fn create_session(&self, login: NewSession<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let created = sqlx::query(
+            "INSERT INTO sessions (sid, user_id, refresh_jti, expires_at, created_at) \
+             SELECT ?, id, ?, ?, ? FROM users WHERE id = ? AND password_hash = ? AND disabled_at IS NULL",
+        )
+        .bind(login.sid)
+        .bind(login.refresh_jti)
+        .bind(login.expires_at as i64)
+        .bind(login.now as i64)
+        .bind(login.user_id)
+        .bind(login.verified_hash)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(created == 1)
+        if created != 1 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ?")
+            .bind(login.now as i64)
+            .bind(login.user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A single statement is a transaction of its own; when it changes nothing, a read tells why.
@@ -142,25 +181,29 @@ impl SqliteStore {
         &self,
         rotation: RefreshRotation<'_>,
     ) -> Result<Rotation, StoreError> {
-        let updated = sqlx::query(
+        let rotated: Option<String> = sqlx::query_scalar(
             "UPDATE sessions SET previous_jti = refresh_jti, rotated_at = ?, refresh_jti = ?, \
-             expires_at = MAX(expires_at, ?) WHERE sid = ? AND refresh_jti = ? AND revoked_at IS NULL",
+             expires_at = MAX(expires_at, ?) WHERE sid = ? AND refresh_jti = ? AND revoked_at IS NULL \
+             AND (SELECT disabled_at FROM users WHERE id = sessions.user_id) IS NULL \
+             RETURNING (SELECT roles FROM users WHERE id = sessions.user_id)",
         )
         .bind(rotation.now as i64)
         .bind(rotation.new_jti)
         .bind(rotation.new_expires_at as i64)
         .bind(rotation.sid)
         .bind(rotation.old_jti)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated == 1 {
-            return Ok(Rotation::Rotated);
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(roles) = rotated {
+            return Ok(Rotation::Rotated {
+                roles: split_roles(&roles),
+            });
         }
         let grace_since = rotation.now.saturating_sub(rotation.grace.as_secs()) as i64;
-        let state: Option<(bool, bool)> = sqlx::query_as(
-            "SELECT revoked_at IS NULL, COALESCE(previous_jti = ? AND rotated_at >= ?, FALSE) \
-             FROM sessions WHERE sid = ?",
+        let state: Option<(bool, bool, String)> = sqlx::query_as(
+            "SELECT s.revoked_at IS NULL AND u.disabled_at IS NULL, \
+             COALESCE(s.previous_jti = ? AND s.rotated_at >= ?, FALSE), u.roles \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.sid = ?",
         )
         .bind(rotation.old_jti)
         .bind(grace_since)
@@ -212,6 +255,13 @@ impl SqliteStore {
         if let Some(hash) = end.new_password_hash {
             sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
                 .bind(hash)
+                .bind(end.user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if end.disable {
+            sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, ?) WHERE id = ?")
+                .bind(end.now as i64)
                 .bind(end.user_id)
                 .execute(&mut *tx)
                 .await?;
@@ -383,7 +433,7 @@ mod tests {
                 .rotate_refresh(rotation("live", "jti-live", "new"))
                 .await
                 .unwrap(),
-            Rotation::Rotated
+            Rotation::Rotated { roles: vec![] }
         );
         assert_eq!(
             store

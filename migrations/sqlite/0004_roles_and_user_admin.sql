@@ -1,0 +1,7 @@
+-- Roles, sorted and comma-separated ('' is none); when a user was disabled (a disabled user
+-- cannot log in or refresh); their last login; and when each session began, for
+-- `authgate users list` and `authgate users sessions`. Existing users have no role.
+ALTER TABLE users ADD COLUMN roles TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN disabled_at INTEGER;
+ALTER TABLE users ADD COLUMN last_login_at INTEGER;
+ALTER TABLE sessions ADD COLUMN created_at INTEGER;
