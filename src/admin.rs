@@ -9,8 +9,8 @@ use crate::core::revocation::RevocationCache;
 use crate::core::roles::canonical_roles;
 use crate::core::token::{TokenService, unix_now};
 use crate::services::sessions::{AuthError, SessionCounters, Sessions};
-use crate::store::{Store, UserChange};
 pub use crate::store::{SessionSummary, UserSummary};
+use crate::store::{Store, UserChange};
 
 /// Why an administrator's command failed, in words for the command line.
 #[derive(Debug)]

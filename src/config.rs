@@ -1369,6 +1369,43 @@ access = "open"
     }
 
     #[test]
+    fn a_rule_with_roles_is_authenticated_and_roles_elsewhere_are_problems() {
+        let with = |route: &str| GOOD.to_string() + "[[routes]]\n" + route + "\n";
+        let c = Config::parse(&with(
+            "path = \"/billing/**\"\nroles = [\"billing\", \"admin\"]",
+        ))
+        .unwrap();
+        let rule = c.routes.rules().last().unwrap();
+        assert_eq!(rule.access, Access::Authenticated);
+        assert_eq!(rule.roles, ["billing", "admin"]);
+        assert!(
+            Config::parse(&with(
+                "path = \"/b/**\"\naccess = \"authenticated\"\nroles = [\"admin\"]"
+            ))
+            .is_ok()
+        );
+        for (route, expected) in [
+            (
+                "path = \"/b/**\"\naccess = \"public\"\nroles = [\"admin\"]",
+                "roles need an authenticated route",
+            ),
+            (
+                "path = \"/b/**\"\naccess = \"deny\"\nroles = [\"admin\"]",
+                "roles need an authenticated route",
+            ),
+            ("path = \"/b/**\"\nroles = []", "roles must not be empty"),
+            ("path = \"/b/**\"\nroles = [\"Admin\"]", "role \"Admin\""),
+            ("path = \"/b/**\"", "access is missing"),
+        ] {
+            let err = Config::parse(&with(route)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{route}: {err}");
+        }
+        let clash = GOOD.to_string() + "[identity]\nroles_header = \"x-auth-user_id\"\n";
+        let err = Config::parse(&clash).unwrap_err().to_string();
+        assert!(err.contains("must differ"), "{err}");
+    }
+
+    #[test]
     fn weak_or_missing_secrets_say_how_to_fix_it() {
         for secret_line in [
             "secret = \"tooshort\"",

@@ -98,6 +98,27 @@ fn explain_shows_the_normalised_path_the_rule_and_the_decision() {
     assert!(out.contains("decision: 400"), "{out}");
 
     let (_, out, _) = authgate(
+        &[
+            "explain",
+            "--config",
+            EXAMPLE,
+            "POST",
+            "/reports/q3?_method=DELETE",
+        ],
+        Some(STRONG),
+    );
+    assert!(
+        out.contains("routes[3] path = \"/reports/**\" (any method) access = authenticated roles = [\"admin\", \"auditor\"]"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "with a valid access token and a user with the role admin or auditor (otherwise 403)"
+        ),
+        "{out}"
+    );
+
+    let (_, out, _) = authgate(
         &["explain", "--config", EXAMPLE, "post", "/login"],
         Some(STRONG),
     );

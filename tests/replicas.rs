@@ -658,3 +658,89 @@ async fn a_logout_from_the_command_line_reaches_every_replica() {
     drop(replicas);
     cluster.finish().await;
 }
+
+/// `authgate users` on PostgreSQL: roles set from the command line are in the next refresh on
+/// any replica, and a user disabled there can no longer log in or refresh anywhere, their live
+/// token refused by every replica within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_test_database,
+    ignore = "needs PostgreSQL: set AUTHGATE_TEST_DATABASE_URL"
+)]
+async fn roles_and_disabling_from_the_command_line_reach_every_replica() {
+    let Some(cluster) =
+        Cluster::start("roles_and_disabling_from_the_command_line_reach_every_replica").await
+    else {
+        return;
+    };
+    let replicas = cluster.replicas(2).await;
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let users = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .arg("users")
+            .args(args)
+            .arg("--config")
+            .arg(&a.config)
+            .env_remove("AUTHGATE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(register(a.addr, "hal").await, StatusCode::CREATED);
+    let r = post_json(
+        b.addr,
+        "/login",
+        &json!({"username": "hal", "password": PASSWORD}),
+        &[],
+    )
+    .await;
+    let refresh = r.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        payload(r.json()["access_token"].as_str().unwrap())["roles"],
+        json!([])
+    );
+
+    assert_eq!(
+        users(&["set-roles", "hal", "ops", "admin"]),
+        "roles of hal: admin, ops"
+    );
+    let r = post_with_token(a.addr, "/refresh", &refresh).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let access = r.json()["access_token"].as_str().unwrap().to_string();
+    let refresh = r.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(payload(&access)["roles"], json!(["admin", "ops"]));
+    let listed: serde_json::Value = serde_json::from_str(&users(&["list", "--json"])).unwrap();
+    assert_eq!(listed[0]["roles"], json!(["admin", "ops"]));
+    assert!(listed[0]["last_login_at"].as_u64().is_some());
+    let sessions: serde_json::Value =
+        serde_json::from_str(&users(&["sessions", "hal", "--json"])).unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 1);
+    assert!(sessions[0]["refreshed_at"].as_u64().is_some());
+
+    assert_eq!(
+        users(&["disable", "hal"]),
+        "hal disabled; 1 sessions revoked"
+    );
+    for replica in [a, b] {
+        until_refused(replica.addr, &access, Duration::from_secs(1)).await;
+    }
+    let r = post_with_token(b.addr, "/refresh", &refresh).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = post_json(
+        a.addr,
+        "/login",
+        &json!({"username": "hal", "password": PASSWORD}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(users(&["enable", "hal"]), "hal enabled");
+    login(b.addr, "hal").await;
+    drop(replicas);
+    cluster.finish().await;
+}

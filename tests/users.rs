@@ -140,6 +140,106 @@ async fn users_made_listed_reset_and_logged_out_from_the_command_line_reach_a_ru
     drop(gate);
 }
 
+/// Roles, disabling and sessions from the command line, against a running gate on SQLite: what
+/// `list` and `sessions` show, a role that opens a route at the next refresh, and a disabled
+/// user's live token refused within the catch-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_disabling_and_sessions_from_the_command_line_reach_a_running_gate() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("authgate.toml");
+    let text = config_text(
+        &upstream.url(),
+        &dir.path().join("authgate.db"),
+        "[[routes]]\npath = \"/reports/**\"\nroles = [\"auditor\"]\n",
+    )
+    .replace("[store]\n", "[store]\ncatch_up_interval = \"1s\"\n");
+    std::fs::write(&config, text).unwrap();
+    let gate = Process::start(&config);
+    wait_ready(gate.addr).await;
+
+    let (ok, _, err) = users(
+        &config,
+        &[
+            "add",
+            "alice",
+            "--role",
+            "ops",
+            "--role",
+            "auditor",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{err}");
+    let r = login(gate.addr, PASSWORD).await;
+    let access = r.json()["access_token"].as_str().unwrap().to_string();
+    let refresh = r.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(payload(&access)["roles"], json!(["auditor", "ops"]));
+    let r = get_with_token(gate.addr, "/reports/q3", &access).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+
+    let (ok, out, _) = users(&config, &["list", "--json"], "");
+    assert!(ok);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["roles"], json!(["auditor", "ops"]));
+    assert_eq!(listed[0]["disabled_at"], json!(null));
+    assert!(
+        listed[0]["last_login_at"].as_u64().unwrap() >= listed[0]["created_at"].as_u64().unwrap()
+    );
+    let (ok, out, _) = users(&config, &["list"], "");
+    assert!(
+        ok && out.contains("auditor,ops") && out.contains("LAST LOGIN"),
+        "{out}"
+    );
+
+    let (ok, out, _) = users(&config, &["sessions", "alice", "--json"], "");
+    assert!(ok);
+    let sessions: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 1);
+    assert_eq!(sessions[0]["sid"], payload(&access)["sid"]);
+    assert_eq!(sessions[0]["refreshed_at"], json!(null));
+    let (ok, out, _) = users(&config, &["sessions", "alice"], "");
+    assert!(
+        ok && out.contains(payload(&access)["sid"].as_str().unwrap()),
+        "{out}"
+    );
+
+    // Roles taken away: the next refresh carries none, and the route is closed.
+    let (ok, out, err) = users(&config, &["set-roles", "alice", "--clear"], "");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "alice has no role now");
+    let r = post_with_token(gate.addr, "/refresh", &refresh).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let access = r.json()["access_token"].as_str().unwrap().to_string();
+    let refresh = r.json()["refresh_token"].as_str().unwrap().to_string();
+    let r = get_with_token(gate.addr, "/reports/q3", &access).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.msg(), "Access denied");
+
+    // Disabled: the live token is refused within the catch-up, and neither a refresh nor a
+    // login works until the user is enabled again.
+    let (ok, out, err) = users(&config, &["disable", "alice"], "");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "alice disabled; 1 sessions revoked");
+    refused_within(gate.addr, &access, Duration::from_secs(5)).await;
+    let r = post_with_token(gate.addr, "/refresh", &refresh).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login(gate.addr, PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let (ok, out, _) = users(&config, &["list", "--json"], "");
+    assert!(ok);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(listed[0]["disabled_at"].as_u64().is_some());
+    let (ok, out, _) = users(&config, &["enable", "alice"], "");
+    assert!(ok);
+    assert_eq!(out.trim(), "alice enabled");
+    assert_eq!(login(gate.addr, PASSWORD).await.status, StatusCode::OK);
+    drop(gate);
+}
+
 #[test]
 fn every_users_command_says_why_it_failed_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,6 +275,42 @@ fn every_users_command_says_why_it_failed_and_exits_non_zero() {
         (
             users(&config, &["logout", "nobody"], ""),
             "no user is called \"nobody\"",
+        ),
+        (
+            users(&config, &["set-roles", "nobody", "admin"], ""),
+            "no user is called \"nobody\"",
+        ),
+        (
+            users(&config, &["disable", "nobody"], ""),
+            "no user is called \"nobody\"",
+        ),
+        (
+            users(&config, &["enable", "nobody"], ""),
+            "no user is called \"nobody\"",
+        ),
+        (
+            users(&config, &["sessions", "nobody"], ""),
+            "no user is called \"nobody\"",
+        ),
+        (
+            users(&config, &["set-roles", "alice", "Admin"], ""),
+            "role \"Admin\" must be 1 to 64 characters",
+        ),
+        (
+            users(
+                &config,
+                &["add", "dave", "--role", "a,b", "--password-stdin"],
+                &format!("{PASSWORD}\n"),
+            ),
+            "role \"a,b\" must be",
+        ),
+        (
+            users(&config, &["set-roles", "alice"], ""),
+            "the following required arguments were not provided",
+        ),
+        (
+            users(&config, &["set-roles", "alice", "admin", "--clear"], ""),
+            "cannot be used with",
         ),
     ] {
         let (ok, _, err) = outcome;

@@ -18,8 +18,7 @@ pub fn validate_role(role: &str) -> Result<(), String> {
         .bytes()
         .next()
         .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if role.is_empty() || role.len() > MAX_ROLE_BYTES || !first_ok || !role.bytes().all(allowed)
-    {
+    if role.is_empty() || role.len() > MAX_ROLE_BYTES || !first_ok || !role.bytes().all(allowed) {
         return Err(format!(
             "role {role:?} must be 1 to {MAX_ROLE_BYTES} characters of a-z, 0-9, '-', '_', '.' \
              and ':', beginning with a letter or a digit"
@@ -70,7 +69,15 @@ mod tests {
 
     #[test]
     fn role_names_are_short_lower_case_and_unsplittable() {
-        for good in ["admin", "billing", "team:ops", "v1.reader", "a", "0day", "x_y-z"] {
+        for good in [
+            "admin",
+            "billing",
+            "team:ops",
+            "v1.reader",
+            "a",
+            "0day",
+            "x_y-z",
+        ] {
             assert!(validate_role(good).is_ok(), "{good}");
         }
         assert!(validate_role(&"r".repeat(64)).is_ok());

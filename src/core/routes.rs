@@ -687,6 +687,89 @@ mod tests {
         assert!(overrides("page=2").is_empty());
     }
 
+    fn role_table() -> RouteTable {
+        let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let rule = |p: &str, m: Option<&[&str]>, a| {
+            RouteRule::new(p, m.map(|m| m.iter().map(|s| s.to_string()).collect()), a).unwrap()
+        };
+        RouteTable::new(
+            vec![
+                rule("/items/**", Some(&["DELETE"]), Access::Authenticated)
+                    .with_roles(roles(&["admin"]))
+                    .unwrap(),
+                rule("/items/**", Some(&["PUT"]), Access::Authenticated)
+                    .with_roles(roles(&["editor", "admin"]))
+                    .unwrap(),
+                rule("/items/**", None, Access::Public),
+            ],
+            false,
+        )
+    }
+
+    #[test]
+    fn a_rule_with_roles_needs_one_of_them() {
+        let t = role_table();
+        let held = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let put = t.decide("PUT", "/items/1");
+        assert_eq!(put.access, Access::Authenticated);
+        assert!(t.permits(&put, &held(&["editor"])));
+        assert!(t.permits(&put, &held(&["admin", "other"])));
+        assert!(!t.permits(&put, &held(&["viewer"])));
+        assert!(!t.permits(&put, &[]));
+        let get = t.decide("GET", "/items/1");
+        assert!(t.permits(&get, &[]), "a rule without roles lets anyone in");
+        assert!(
+            t.permits(&t.decide("GET", "/other"), &[]),
+            "nor does the default"
+        );
+    }
+
+    /// `POST /items/1?_method=DELETE` is a `DELETE` to the app: the roles of both rules apply,
+    /// whichever access is stricter.
+    #[test]
+    fn a_method_override_needs_the_roles_of_both_rules() {
+        let t = role_table();
+        let held = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let both = t
+            .decide("PUT", "/items/1")
+            .and(t.decide("DELETE", "/items/1"));
+        assert_eq!(both.access, Access::Authenticated);
+        assert!(!t.permits(&both, &held(&["editor"])), "DELETE needs admin");
+        assert!(t.permits(&both, &held(&["admin"])));
+        let public_then_guarded = t
+            .decide("GET", "/items/1")
+            .and(t.decide("DELETE", "/items/1"));
+        assert_eq!(public_then_guarded.access, Access::Authenticated);
+        assert!(!t.permits(&public_then_guarded, &held(&["editor"])));
+        assert_eq!(
+            t.roles_needed(&both),
+            vec![
+                &["editor".to_string(), "admin".to_string()][..],
+                &["admin".to_string()][..]
+            ]
+        );
+        // The same rule met twice is one requirement.
+        let twice = t
+            .decide("DELETE", "/items/1")
+            .and(t.decide("DELETE", "/items/1"));
+        assert!(twice.also.is_empty());
+    }
+
+    #[test]
+    fn roles_only_on_authenticated_rules_and_never_empty() {
+        let rule = |a| RouteRule::new("/x/**", None, a).unwrap();
+        for access in [Access::Public, Access::Deny] {
+            let e = rule(access).with_roles(vec!["admin".into()]).unwrap_err();
+            assert!(e.contains("roles need an authenticated route"), "{e}");
+        }
+        let e = rule(Access::Authenticated).with_roles(vec![]).unwrap_err();
+        assert!(e.contains("must not be empty"), "{e}");
+        let e = rule(Access::Authenticated)
+            .with_roles(vec!["Admin".into()])
+            .unwrap_err();
+        assert!(e.contains("role \"Admin\""), "{e}");
+    }
+
     #[test]
     fn patterns_must_be_normalised() {
         for bad in ["public", "/a/../b", "/a/**x", "/a;b", "/%2e"] {

@@ -451,6 +451,67 @@ mod tests {
     }
 
     #[test]
+    fn access_tokens_carry_the_roles_and_refresh_tokens_none() {
+        let s = service(0);
+        let now = unix_now();
+        let roles = ["admin".to_string(), "billing".to_string()];
+        let subject = Subject {
+            roles: &roles,
+            ..SUBJECT
+        };
+        let (access, _) = s.issue(&subject, TokenKind::Access, false, now);
+        let json: serde_json::Value =
+            serde_json::from_slice(&B64.decode(access.split('.').nth(1).unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(json["roles"], serde_json::json!(["admin", "billing"]));
+        let claims = s.verify(&access, now).unwrap();
+        assert_eq!(claims.roles(), roles);
+        assert_eq!(claims.roles_header(), Some("admin,billing"));
+        let (refresh, _) = s.issue(&subject, TokenKind::Refresh, false, now);
+        assert!(payload_of(&refresh).get("roles").is_none());
+        let (none, _) = s.issue(&SUBJECT, TokenKind::Access, false, now);
+        assert_eq!(payload_of(&none)["roles"], serde_json::json!([]));
+        assert_eq!(s.verify(&none, now).unwrap().roles_header(), None);
+    }
+
+    fn payload_of(token: &str) -> serde_json::Value {
+        serde_json::from_slice(&B64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+    }
+
+    /// Whoever signed it, a role that an app could split, trim or fold into another is refused.
+    #[test]
+    fn a_token_with_a_role_the_app_could_misread_is_refused() {
+        let s = service(0);
+        let now = unix_now();
+        for roles in [
+            serde_json::json!(["admin,billing"]),
+            serde_json::json!([" admin"]),
+            serde_json::json!(["Admin"]),
+            serde_json::json!([""]),
+            serde_json::json!(["admin\r\nX-Auth-User-Id: 1"]),
+            serde_json::json!([["admin"]]),
+            serde_json::json!([1]),
+            serde_json::json!("admin"),
+        ] {
+            let mut p = valid_payload();
+            p["roles"] = roles.clone();
+            let token = sign_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &p);
+            assert_eq!(
+                s.verify(&token, now),
+                Err(TokenError::Invalid("Invalid token claims")),
+                "{roles}"
+            );
+        }
+        let mut p = valid_payload();
+        p["roles"] = serde_json::json!(["admin", "team:ops"]);
+        let token = sign_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &p);
+        assert_eq!(
+            s.verify(&token, now).unwrap().roles(),
+            ["admin", "team:ops"]
+        );
+    }
+
+    #[test]
     fn a_token_whose_exp_is_now_is_expired() {
         let s = service(0);
         let (token, claims) = s.issue(&SUBJECT, TokenKind::Access, false, unix_now());

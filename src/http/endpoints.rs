@@ -113,7 +113,10 @@ async fn register(gate: &Gate, request: Request<Incoming>) -> Result<Response<Bo
         return Err(ApiError::RegistrationClosed);
     }
     let [username, password] = fields(gate, request, ["username", "password"]).await?;
-    let user = gate.sessions.register(username, password, Vec::new()).await?;
+    let user = gate
+        .sessions
+        .register(username, password, Vec::new())
+        .await?;
     Ok(json_response(
         StatusCode::CREATED,
         &json!({ "id": user.id, "username": user.username }),

@@ -285,9 +285,9 @@ impl Sessions {
         csrf: Option<String>,
         now: u64,
     ) -> TokenPair {
-        let (access, _) = self
-            .tokens
-            .issue_with_csrf(subject, TokenKind::Access, fresh, now, csrf.clone());
+        let (access, _) =
+            self.tokens
+                .issue_with_csrf(subject, TokenKind::Access, fresh, now, csrf.clone());
         TokenPair {
             access,
             refresh: Some(refresh),
@@ -598,6 +598,7 @@ fn password_throttle_key(claims: &Claims) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::UserChange;
 
     const PASSWORD: &str = "the first password";
 
@@ -724,6 +725,77 @@ parallelism = 1
         assert!(!f.live(&second.access));
         assert!(revoked(f.sessions.refresh(f.refresh(&second)).await));
         assert_eq!(f.counters.revocations.get(), 1);
+    }
+
+    /// Roles are the store's at every login and refresh: a change takes effect at the next
+    /// refresh, in the racing tab's access token too.
+    #[tokio::test]
+    async fn a_refresh_gives_the_roles_the_store_has_now() {
+        let f = fixture_with("", "10s").await;
+        let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+        let user = f
+            .sessions
+            .register("alice".into(), PASSWORD.into(), roles(&["admin", "ops"]))
+            .await
+            .unwrap();
+        let first = f.login("alice").await;
+        assert_eq!(f.claims(&first.access).roles(), roles(&["admin", "ops"]));
+        assert!(f.claims(f.refresh(&first)).roles.is_none());
+
+        let changed = f
+            .store
+            .change_user(&user.id, UserChange::Roles(roles(&["viewer"])))
+            .await
+            .unwrap();
+        assert!(changed);
+        assert_eq!(
+            f.claims(&first.access).roles(),
+            roles(&["admin", "ops"]),
+            "an access token keeps what it was signed with"
+        );
+        let second = f.sessions.refresh(f.refresh(&first)).await.unwrap();
+        assert_eq!(f.claims(&second.access).roles(), roles(&["viewer"]));
+        f.store
+            .change_user(&user.id, UserChange::Roles(Vec::new()))
+            .await
+            .unwrap();
+        let racing = f.sessions.refresh(f.refresh(&first)).await.unwrap();
+        assert!(racing.refresh.is_none());
+        assert!(f.claims(&racing.access).roles().is_empty());
+    }
+
+    /// A disabled user can neither log in (the answer is a failed login's) nor refresh, their
+    /// sessions end at once, and enabling them lets them log in again, in new sessions only.
+    #[tokio::test]
+    async fn a_disabled_user_cannot_log_in_or_refresh_until_enabled() {
+        let f = fixture("").await;
+        let user = f.register("alice").await;
+        let pair = f.login("alice").await;
+        assert_eq!(f.sessions.disable("alice").await.unwrap(), 1);
+        assert!(!f.live(&pair.access));
+        assert!(revoked(f.sessions.refresh(f.refresh(&pair)).await));
+        assert!(matches!(
+            f.sessions.login("alice", PASSWORD.into()).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert_eq!(
+            f.sessions.disable("alice").await.unwrap(),
+            0,
+            "again: nothing"
+        );
+        assert!(
+            f.store
+                .change_user(&user.id, UserChange::Enable)
+                .await
+                .unwrap()
+        );
+        assert!(revoked(f.sessions.refresh(f.refresh(&pair)).await));
+        let again = f.login("alice").await;
+        assert!(f.sessions.refresh(f.refresh(&again)).await.is_ok());
+        assert!(matches!(
+            f.sessions.disable("nobody").await,
+            Err(AuthError::BadCredentials)
+        ));
     }
 
     /// A browser's tabs refresh at once: within the grace, the token just rotated gives an
@@ -1076,17 +1148,23 @@ parallelism = 1
         assert_eq!(user.username, "Alice");
         assert_eq!(f.counters.registrations.get(), 1);
         assert!(matches!(
-            f.sessions.register("ALICE".into(), PASSWORD.into(), Vec::new()).await,
+            f.sessions
+                .register("ALICE".into(), PASSWORD.into(), Vec::new())
+                .await,
             Err(AuthError::UsernameTaken)
         ));
         assert!(matches!(
-            f.sessions.register(" bob ".into(), PASSWORD.into(), Vec::new()).await,
+            f.sessions
+                .register(" bob ".into(), PASSWORD.into(), Vec::new())
+                .await,
             Err(AuthError::Invalid(
                 "Username must not begin or end with whitespace"
             ))
         ));
         assert!(matches!(
-            f.sessions.register("bob".into(), "short".into(), Vec::new()).await,
+            f.sessions
+                .register("bob".into(), "short".into(), Vec::new())
+                .await,
             Err(AuthError::Invalid("Password must be at least 8 bytes"))
         ));
         // An unknown user fails exactly as a wrong password does.

@@ -170,15 +170,7 @@ pub struct UserSummary {
 }
 
 /// A `list_users` row, in its columns' order.
-type SummaryRow = (
-    String,
-    String,
-    String,
-    Option<i64>,
-    i64,
-    Option<i64>,
-    i64,
-);
+type SummaryRow = (String, String, String, Option<i64>, i64, Option<i64>, i64);
 
 fn summary(row: SummaryRow) -> UserSummary {
     let (id, username, roles, disabled_at, created_at, last_login_at, live) = row;

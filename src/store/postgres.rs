@@ -134,9 +134,9 @@ impl PgStore {
         change: UserChange,
     ) -> Result<bool, StoreError> {
         let query = match &change {
-            UserChange::Roles(roles) => {
-                sqlx::query("UPDATE users SET roles = $2 WHERE id = $1").bind(user_id).bind(join_roles(roles))
-            }
+            UserChange::Roles(roles) => sqlx::query("UPDATE users SET roles = $2 WHERE id = $1")
+                .bind(user_id)
+                .bind(join_roles(roles)),
             UserChange::Enable => {
                 sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1").bind(user_id)
             }

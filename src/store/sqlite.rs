@@ -143,7 +143,11 @@ impl SqliteStore {
             }
             UserChange::Enable => sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = ?"),
         };
-        let changed = query.bind(user_id).execute(&self.pool).await?.rows_affected();
+        let changed = query
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(changed == 1)
     }
 
@@ -441,6 +445,11 @@ mod tests {
                 .await
                 .unwrap(),
             Rotation::Reused
+        );
+        let alice = store.find_user("alice").await.unwrap().unwrap();
+        assert!(
+            alice.roles.is_empty(),
+            "users from before 0004 have no role"
         );
         let tokens: i64 =
             sqlx::query_scalar("SELECT count(*) FROM revocations WHERE kind = 'token'")
