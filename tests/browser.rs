@@ -794,6 +794,45 @@ async fn an_expired_access_cookie_is_renewed_in_line_by_the_refresh_cookie() {
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
 }
 
+/// A silent refresh on a route whose roles the user lacks: 403, and the refusal carries the
+/// renewed cookies. Without them the browser would keep the refresh token just rotated, and its
+/// next request after the grace would end the session as a reuse.
+#[tokio::test]
+async fn a_renewed_session_refused_by_a_role_rule_keeps_its_new_cookies() {
+    let roles = "[[routes]]\npath = \"/billing/**\"\nroles = [\"billing\"]\n";
+    let s = browser_gate(r#"["headers", "cookies"]"#, roles).await;
+    let jar = signed_in(s.addr()).await;
+    let cookies = with_access(&jar, &expired_access(&jar));
+    let seen = s.upstream.seen().len();
+    let r = send_with(
+        s.addr(),
+        "GET",
+        "/billing/invoices",
+        &[("cookie", &cookies), ("accept", NAVIGATION)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert_eq!(r.msg(), "Access denied");
+    assert_eq!(s.upstream.seen().len(), seen, "nothing forwarded");
+    let renewed = self::jar(&r);
+    assert_ne!(
+        value(&renewed, "refresh_token_cookie"),
+        value(&jar, "refresh_token_cookie"),
+        "the rotated refresh token's successor comes with the refusal"
+    );
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let r = send_with(
+        s.addr(),
+        "GET",
+        "/app/page",
+        &[("cookie", &with_access(&renewed, &expired_access(&renewed)))],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "the session lives on: {r:?}");
+}
+
 /// A page loading ten assets at once, every request with the same expired access cookie and the
 /// same refresh cookie: one rotates, the others fall within the grace. All are forwarded, and
 /// the session lives on.
