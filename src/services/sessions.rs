@@ -246,10 +246,11 @@ impl Sessions {
             user_id: &user.id,
             username: &user.username,
             sid: &sid,
-            roles: &user.roles,
+            // The refresh token carries none, and the access token the store's, read below.
+            roles: &[],
         };
         let (refresh, refresh_claims) = self.issue_refresh(&subject, self.tokens.new_csrf(), now);
-        let created = self
+        let roles = self
             .store
             .create_session(NewSession {
                 sid: &sid,
@@ -260,7 +261,13 @@ impl Sessions {
                 now,
             })
             .await?;
-        Ok(created.then(|| self.pair(&subject, true, refresh, refresh_claims.csrf, now)))
+        Ok(roles.map(|roles| {
+            let subject = Subject {
+                roles: &roles,
+                ..subject
+            };
+            self.pair(&subject, true, refresh, refresh_claims.csrf, now)
+        }))
     }
 
     /// A new refresh token; the access token that goes with it waits for the store's answer,
@@ -762,6 +769,25 @@ parallelism = 1
         let racing = f.sessions.refresh(f.refresh(&first)).await.unwrap();
         assert!(racing.refresh.is_none());
         assert!(f.claims(&racing.access).roles().is_empty());
+    }
+
+    /// A login reads the user, then spends a while on the password, then opens the session: a
+    /// role taken away in between is not signed into its access token (the security review's
+    /// attacker found that it was). The session's opening reads the roles again.
+    #[tokio::test]
+    async fn a_login_signs_the_roles_the_store_has_when_its_session_opens() {
+        let f = fixture("").await;
+        let as_read = f
+            .sessions
+            .register("carol".into(), PASSWORD.into(), vec!["billing".into()])
+            .await
+            .unwrap();
+        f.store
+            .change_user(&as_read.id, UserChange::Roles(Vec::new()))
+            .await
+            .unwrap();
+        let pair = f.sessions.create_session(&as_read).await.unwrap().unwrap();
+        assert!(f.claims(&pair.access).roles().is_empty());
     }
 
     /// A disabled user can neither log in (the answer is a failed login's) nor refresh, their

@@ -312,9 +312,14 @@ impl Store {
     /// Creates a login session, if the user's password hash is still `verified_hash`, the one
     /// the login was checked against, and the user is not disabled: checked and created in one
     /// step, so that no login that verified a password outlives a change of it (a change revokes
-    /// the sessions that exist when it commits). Records the login as the user's last.
-    /// `Ok(false)` when the password has changed since, or the user is disabled.
-    pub(crate) async fn create_session(&self, login: NewSession<'_>) -> Result<bool, StoreError> {
+    /// the sessions that exist when it commits). Records the login as the user's last, and
+    /// returns the user's roles as they are now, for the access token: a role taken away while
+    /// the password was being checked is not signed into it. `Ok(None)` when the password has
+    /// changed since, or the user is disabled.
+    pub(crate) async fn create_session(
+        &self,
+        login: NewSession<'_>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         on_backend!(self, s => s.create_session(login).await)
     }
 

@@ -147,14 +147,18 @@ impl PgStore {
     /// `FOR SHARE` waits for a password change or a disabling that holds the user's row, then
     /// checks what it committed; a change that comes later waits for this insert, and then sees
     /// its session. One statement: the session, and the login recorded on the user.
-    pub(crate) async fn create_session(&self, login: NewSession<'_>) -> Result<bool, StoreError> {
-        let created = sqlx::query(
+    pub(crate) async fn create_session(
+        &self,
+        login: NewSession<'_>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let roles: Option<String> = sqlx::query_scalar(
             "WITH created AS ( \
                INSERT INTO sessions (sid, user_id, refresh_jti, expires_at, created_at) \
                SELECT $1, id, $2, $3, $4 FROM users \
                WHERE id = $5 AND password_hash = $6 AND disabled_at IS NULL FOR SHARE \
                RETURNING user_id) \
-             UPDATE users SET last_login_at = $4 FROM created WHERE users.id = created.user_id",
+             UPDATE users SET last_login_at = $4 FROM created WHERE users.id = created.user_id \
+             RETURNING users.roles",
         )
         .bind(login.sid)
         .bind(login.refresh_jti)
@@ -162,10 +166,9 @@ impl PgStore {
         .bind(login.now as i64)
         .bind(login.user_id)
         .bind(login.verified_hash)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(created == 1)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(roles.map(|roles| split_roles(&roles)))
     }
 
     /// One statement, so the check that the session is live adds no round trip to a refresh;

@@ -153,7 +153,10 @@ impl SqliteStore {
 
     /// Writes are serialised in SQLite, so the check and the insert are one with respect to a
     /// password change or a disabling.
-    pub(crate) async fn create_session(&self, login: NewSession<'_>) -> Result<bool, StoreError> {
+    pub(crate) async fn create_session(
+        &self,
+        login: NewSession<'_>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let created = sqlx::query(
             "INSERT INTO sessions (sid, user_id, refresh_jti, expires_at, created_at) \
@@ -169,15 +172,16 @@ impl SqliteStore {
         .await?
         .rows_affected();
         if created != 1 {
-            return Ok(false);
+            return Ok(None);
         }
-        sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ?")
-            .bind(login.now as i64)
-            .bind(login.user_id)
-            .execute(&mut *tx)
-            .await?;
+        let roles: String =
+            sqlx::query_scalar("UPDATE users SET last_login_at = ? WHERE id = ? RETURNING roles")
+                .bind(login.now as i64)
+                .bind(login.user_id)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(split_roles(&roles)))
     }
 
     /// A single statement is a transaction of its own; when it changes nothing, a read tells why.
