@@ -17,7 +17,7 @@
 //!   classifies it, checks its token (`authn`) and either forwards it (`proxy`) or answers it
 //!   (`endpoints`); `error` decides every refusal's status and message in one place;
 //! - `start`: `run`, which wires the store, the revocation sync, the metrics and the server;
-//!   `admin`: what `authgate users …` does to the store.
+//!   `admin`: what `authgate users …` does to the store; `keygen`: `authgate keygen`.
 
 // The sidecar needs all of it; without the `server` feature (on by default) only the pure core and
 // the upstream client are built, for fuzz targets that should not compile sqlx or argon2.
@@ -30,6 +30,8 @@ mod config;
 mod core;
 #[cfg(feature = "server")]
 mod http;
+#[cfg(feature = "server")]
+pub mod keygen;
 #[cfg(feature = "server")]
 mod services;
 #[cfg(feature = "server")]

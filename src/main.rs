@@ -40,6 +40,13 @@ enum Command {
         /// e.g. /public/../private?x=1
         target: String,
     },
+    /// Prints a new private key (PKCS#8 PEM) for asymmetric tokens or identity assertions. Needs
+    /// no configuration.
+    Keygen {
+        /// EdDSA (Ed25519), ES256 (P-256) or RS256 (RSA, 3072 bits).
+        #[arg(long, default_value = "EdDSA")]
+        algorithm: String,
+    },
     /// Manages the users of the store the configuration names (every replica hears of it).
     Users {
         #[command(subcommand)]
@@ -99,6 +106,18 @@ enum UsersAction {
 fn main() -> ExitCode {
     return_large_blocks_to_the_system();
     let cli = Cli::parse();
+    if let Some(Command::Keygen { algorithm }) = &cli.command {
+        return match authgate::keygen::private_key_pem(algorithm) {
+            Ok(pem) => {
+                print!("{pem}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("authgate keygen: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match authgate::Config::load(&cli.config) {
         Ok(config) => config,
         Err(problems) => {
@@ -123,6 +142,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config, cli.json_logs),
+        Command::Keygen { .. } => unreachable!("answered before the configuration is read"),
         Command::Users { action } => users(&config, action),
     }
 }

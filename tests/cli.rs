@@ -191,3 +191,36 @@ fn a_metrics_port_in_use_is_named_in_the_error() {
         "{err}"
     );
 }
+
+/// `keygen` needs no configuration (there may be none yet), prints a PKCS#8 key that a
+/// configuration then accepts for that algorithm, and refuses what it cannot make.
+#[test]
+fn keygen_prints_a_private_key_a_configuration_accepts() {
+    let dir = std::env::temp_dir().join(format!("authgate-keygen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (args, algorithm) in [(&[][..], "EdDSA"), (&["--algorithm", "ES256"][..], "ES256")] {
+        let mut argv = vec!["keygen", "--config", "/nonexistent.toml"];
+        argv.extend_from_slice(args);
+        let (ok, out, err) = authgate(&argv, None);
+        assert!(ok, "{err}");
+        assert!(out.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{out}");
+        assert!(out.ends_with("-----END PRIVATE KEY-----\n"), "{out}");
+        let key = dir.join(format!("{algorithm}.pem"));
+        std::fs::write(&key, &out).unwrap();
+        let config = dir.join(format!("{algorithm}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[upstream]\nurl = \"http://127.0.0.1:9\"\n[tokens]\nalgorithm = \"{algorithm}\"\nprivate_key_file = {:?}\n",
+                key.display().to_string()
+            ),
+        )
+        .unwrap();
+        let (ok, _, err) = authgate(&["check", "--config", config.to_str().unwrap()], None);
+        assert!(ok, "{algorithm}: {err}");
+    }
+    let (ok, _, err) = authgate(&["keygen", "--algorithm", "HS256"], None);
+    assert!(!ok);
+    assert!(err.contains("use \"EdDSA\""), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -17,7 +17,12 @@ pub struct Layout<'a> {
     pub routes: &'a RouteTable,
     /// Whether browsers get the sign-in pages (tokens may come in cookies).
     pub pages: bool,
+    /// Whether authgate publishes public keys at `{auth_prefix}/.well-known/jwks.json`.
+    pub jwks: bool,
 }
+
+/// Where the public keys are, under the auth prefix.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// Why a request is refused before any rule is met.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +46,8 @@ pub enum Class {
     Endpoint(Endpoint),
     /// A sign-in, sign-up or sign-out page, for a browser (`GET` or `HEAD` on the endpoint).
     Page(Endpoint),
+    /// The public keys that verify authgate's signatures (`GET` or `HEAD`).
+    Jwks,
     /// For the upstream, at `path_and_query` (normalised path, query as sent), under `decision`.
     Proxy {
         path_and_query: String,
@@ -82,6 +89,12 @@ pub fn classify(layout: &Layout<'_>, method: &Method, uri: &Uri) -> Result<Class
         };
     }
     if let Some(rest) = path.strip_prefix(layout.auth_prefix) {
+        if layout.jwks && rest == JWKS_PATH {
+            return match *method {
+                Method::GET | Method::HEAD => Ok(Class::Jwks),
+                _ => Err(Refusal::MethodNotAllowed("GET, HEAD")),
+            };
+        }
         if let Some(endpoint) = Endpoint::ALL.into_iter().find(|e| e.path() == rest) {
             let page = layout.pages && endpoint.has_page();
             return match *method {
@@ -135,6 +148,7 @@ mod tests {
             auth_prefix: "/auth",
             routes: &routes,
             pages: false,
+            jwks: false,
         };
         let mut method = Method::from_bytes(method.as_bytes()).unwrap();
         normalise_method(&mut method);
@@ -175,6 +189,7 @@ mod tests {
             auth_prefix: "/auth",
             routes: &routes,
             pages: true,
+            jwks: false,
         };
         let class = |method: &str, target: &str| {
             let method = Method::from_bytes(method.as_bytes()).unwrap();

@@ -2,6 +2,7 @@
 //! decided here, so that it can be tested, fuzzed and explained without starting anything.
 
 pub mod accounts;
+pub mod assertion;
 pub(crate) mod browser;
 pub mod classify;
 pub(crate) mod cookies;
@@ -10,6 +11,7 @@ pub(crate) mod form_fields;
 pub(crate) mod forwarded;
 pub mod headers;
 pub mod json_fields;
+pub mod keys;
 pub mod revocation;
 pub mod roles;
 pub mod routes;

@@ -8,12 +8,16 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::core::assertion::AssertionCache;
+use crate::core::keys;
 use crate::core::verified::VerifiedTokens;
 
-/// One HMAC signing key.
+/// One signing key.
 #[derive(Clone)]
 pub struct SigningKey {
     pub kid: Option<String>,
+    /// The HMAC secret, or for an asymmetric algorithm the private key's PKCS#8 PEM (checked by
+    /// `keys::encoding_key` when the configuration was loaded).
     pub secret: Vec<u8>,
 }
 
@@ -133,6 +137,9 @@ pub struct Claims {
     /// forward, then kept with its claims like `revocation_key`.
     #[serde(skip)]
     pub roles_header: OnceLock<String>,
+    /// The signed identity the app gets for this token, when assertions are on.
+    #[serde(skip)]
+    pub assertion: AssertionCache,
 }
 
 impl Claims {
@@ -197,13 +204,19 @@ impl TokenService {
         let signing = &config.keys[0];
         let mut header = Header::new(config.algorithm);
         header.kid = signing.kid.clone();
+        let algorithm = config.algorithm;
         TokenService {
             header,
-            encoding: EncodingKey::from_secret(&signing.secret),
+            encoding: keys::encoding_key(algorithm, &signing.secret)
+                .expect("keys are checked when the configuration is loaded"),
             decoding: config
                 .keys
                 .iter()
-                .map(|k| (k.kid.clone(), DecodingKey::from_secret(&k.secret)))
+                .map(|k| {
+                    let key = keys::decoding_key(algorithm, &k.secret)
+                        .expect("keys are checked when the configuration is loaded");
+                    (k.kid.clone(), key)
+                })
                 .collect(),
             validation,
             access_ttl: config.access_ttl.as_secs(),
@@ -269,9 +282,10 @@ impl TokenService {
             iss: self.issuer.clone(),
             revocation_key: OnceLock::new(),
             roles_header: OnceLock::new(),
+            assertion: AssertionCache::default(),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
-            .expect("HMAC signing with a validated key cannot fail");
+            .expect("signing with a key checked at start-up cannot fail");
         (token, claims)
     }
 
@@ -307,12 +321,13 @@ impl TokenService {
             }
         })?;
         // A role reaches the app in a comma-separated header: one that could be split there, or
-        // read as another, is refused whoever signed it.
-        if data
-            .claims
-            .roles()
-            .iter()
-            .any(|role| crate::core::roles::validate_role(role).is_err())
+        // read as another, is refused whoever signed it; and so are more roles than a user may
+        // hold, which would only make that header long.
+        let roles = data.claims.roles();
+        if roles.len() > crate::core::roles::MAX_ROLES
+            || roles
+                .iter()
+                .any(|role| crate::core::roles::validate_role(role).is_err())
         {
             return Err(TokenError::Invalid("Invalid token claims"));
         }

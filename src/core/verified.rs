@@ -91,6 +91,7 @@ mod tests {
             iss: "authgate".into(),
             revocation_key: Default::default(),
             roles_header: Default::default(),
+            assertion: Default::default(),
         })
     }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::core::browser::prefers_html;
-use crate::core::classify::{Class, classify as core_classify, normalise_method};
+use crate::core::classify::{Class, JWKS_PATH, classify as core_classify, normalise_method};
 use crate::core::cookies::{self, REFRESH_COOKIE};
 use crate::core::endpoint::Endpoint;
 use crate::core::form_fields::encode;
@@ -82,6 +82,22 @@ pub fn vet_message<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(
         return Err(ApiError::UnsupportedTransferCoding);
     }
     Ok(())
+}
+
+/// The JWKS: public, and for caches to keep a while (keys rotate by being listed before they
+/// sign, so a copy five minutes old still holds every key in use).
+fn jwks_response(body: bytes::Bytes) -> Response<Body> {
+    let mut response = Response::new(crate::http::body::full(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/jwk-set+json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=300"),
+    );
+    response
 }
 
 /// What a request's log line says besides method, status and latency. Only the normalised path is
@@ -244,6 +260,14 @@ fn decide(
         Class::Ready => {
             log.path = gate.config.ready_path.clone();
             Ok(Next::Local(Box::new(Local::Ready)))
+        }
+        Class::Jwks => {
+            log.path = format!("{}{JWKS_PATH}", gate.config.auth_prefix);
+            let body = gate.jwks.clone().unwrap_or_default();
+            Ok(Next::Local(Box::new(Local::Answer(
+                "jwks",
+                jwks_response(body),
+            ))))
         }
         Class::Page(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
@@ -556,6 +580,9 @@ pub fn explain(config: &Config, method: &str, target: &str) -> String {
         Ok(Class::Health) => "rule: liveness probe\ndecision: answered by authgate (200)".into(),
         Ok(Class::Ready) => {
             "rule: readiness probe\ndecision: answered by authgate (200 once revocations are loaded, else 503)".into()
+        }
+        Ok(Class::Jwks) => {
+            "rule: public keys\ndecision: answered by authgate (the JWKS, to anyone)".into()
         }
         Ok(Class::Page(e)) => format!(
             "rule: sign-in page {}{}\ndecision: answered by authgate (a page for browsers)",

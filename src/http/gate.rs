@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::core::keys;
 use crate::core::revocation::RevocationCache;
 use crate::core::token::TokenService;
 use crate::http::metrics::Metrics;
@@ -20,6 +21,8 @@ pub(crate) struct Gate {
     pub(crate) store: Store,
     pub(crate) sessions: Sessions,
     pub(crate) metrics: Metrics,
+    /// The public keys' JWKS document, when there are any to publish.
+    pub(crate) jwks: Option<bytes::Bytes>,
 }
 
 impl Gate {
@@ -35,7 +38,21 @@ impl Gate {
             metrics.session_counters(),
         );
         let authenticator = Authenticator::new(tokens, revocations.clone(), config.tokens.leeway);
+        let jwks = config.publishes_keys().then(|| {
+            let tokens = &config.tokens;
+            let token_keys = tokens.keys.iter().map(|k| (tokens.algorithm, k));
+            let assertion_keys = config
+                .identity
+                .assertion
+                .iter()
+                .flat_map(|a| a.keys.iter().map(|k| (a.algorithm, k)));
+            let all = token_keys
+                .chain(assertion_keys)
+                .map(|(alg, k)| (alg, k.kid.as_deref(), k.secret.as_slice()));
+            bytes::Bytes::from(keys::jwks(all))
+        });
         Gate {
+            jwks,
             authenticator,
             revocations,
             store,

@@ -15,13 +15,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::{IdentityConfig, UpstreamConfig};
+use crate::core::assertion::AssertionSigner;
 use crate::core::forwarded::Relayed;
 use crate::core::headers::{
     CLIENT_ADDRESSES, OVERRIDES, OwnedHeaders, has_hop_by_hop, is_field_value, is_forwarded_detail,
     join_cookies, remove_hop_by_hop,
 };
-use crate::core::token::Claims;
 use crate::core::token::TokenError;
+use crate::core::token::{Claims, unix_now};
 use crate::core::websocket;
 use crate::http::authn::all_visible;
 use crate::http::body::{self, Body, Outbound};
@@ -75,13 +76,16 @@ pub struct Forwarder {
     /// `Host` for a request that came without one (HTTP/1.0).
     upstream_host: HeaderValue,
     identity: IdentityConfig,
+    /// Signs the identity the app gets, when `identity.assertion_header` is set.
+    assertions: Option<AssertionSigner>,
     /// Headers only authgate may set: identity and forwarding headers; and overrides, which it
     /// never sends.
     owned: OwnedHeaders,
 }
 
 impl Forwarder {
-    pub fn new(upstream: &UpstreamConfig, identity: &IdentityConfig) -> Forwarder {
+    /// `issuer`: the `iss` of assertions, `tokens.issuer`.
+    pub fn new(upstream: &UpstreamConfig, identity: &IdentityConfig, issuer: &str) -> Forwarder {
         let authority = upstream
             .base
             .authority()
@@ -103,6 +107,7 @@ impl Forwarder {
                 "forwarded",
             ]
             .into_iter()
+            .chain(identity.assertion.as_ref().map(|a| a.header.as_str()))
             .chain(OVERRIDES)
             .chain(CLIENT_ADDRESSES),
         );
@@ -116,6 +121,10 @@ impl Forwarder {
             upstream_host: HeaderValue::from_str(authority.as_str())
                 .expect("an authority is a valid header value"),
             identity: identity.clone(),
+            assertions: identity
+                .assertion
+                .as_ref()
+                .map(|config| AssertionSigner::new(config, issuer)),
             owned,
         }
     }
@@ -184,6 +193,12 @@ impl Forwarder {
         // An absolute-form target names the host itself (an authority is a valid header value);
         // HTTP/1.0 may name none.
         let host = sent_host.or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
+        // Made before the headers that borrow it.
+        let assertion = self
+            .assertions
+            .as_ref()
+            .zip(identity)
+            .map(|(signer, claims)| signer.assertion(claims, unix_now()));
         // Written after the client's own headers, none of which has any of these names now:
         // added this way rather than into the map, which would grow and rehash for them.
         let mut extra = Extra::default();
@@ -222,6 +237,9 @@ impl Forwarder {
             if let Some(roles) = claims.roles_header() {
                 extra.push(self.identity.roles_header.as_str(), roles.as_bytes());
             }
+        }
+        if let (Some(config), Some(assertion)) = (&self.identity.assertion, &assertion) {
+            extra.push(config.header.as_str(), assertion.as_bytes());
         }
 
         // Origin form, since the connection already goes to the upstream. Made of a normalised

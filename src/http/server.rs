@@ -104,7 +104,11 @@ async fn worker(
     mut inbox: mpsc::UnboundedReceiver<Accepted>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let forwarder = Arc::new(Forwarder::new(&gate.config.upstream, &gate.config.identity));
+    let forwarder = Arc::new(Forwarder::new(
+        &gate.config.upstream,
+        &gate.config.identity,
+        &gate.config.tokens.issuer,
+    ));
     // tokio wakes its own driver (an eventfd write, then an extra epoll turn) whenever a timer is
     // set earlier than every timer pending when the driver last parked. With none pending, that
     // was every request's header-read or upstream timer: 0.18 write syscalls per request

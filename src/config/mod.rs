@@ -10,6 +10,11 @@ use serde::Deserialize;
 use crate::core::classify::Layout;
 pub use crate::core::cookies::{CookieConfig, SameSite, TokenLocation};
 use crate::core::routes::{Access, RouteRule, RouteTable};
+
+mod keys;
+use keys::load_keys;
+
+pub use crate::core::assertion::AssertionConfig;
 pub use crate::core::token::{SigningKey, TokenConfig};
 
 /// The file as written. Durations and enums stay text here so validation can report all problems.
@@ -116,6 +121,8 @@ pub struct RawTokens {
     pub secret: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub secret_env: Option<String>,
+    /// For an asymmetric `algorithm`: the private key, PKCS#8 PEM.
+    pub private_key_file: Option<PathBuf>,
     /// Several signing keys, for rotation: the first signs new tokens, all verify.
     #[serde(default)]
     pub keys: Vec<RawKey>,
@@ -146,6 +153,7 @@ pub struct RawKey {
     pub secret: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub secret_env: Option<String>,
+    pub private_key_file: Option<PathBuf>,
 }
 
 fn default_algorithm() -> String {
@@ -302,6 +310,12 @@ pub struct RawIdentity {
     pub user_id_header: String,
     pub username_header: String,
     pub roles_header: String,
+    /// Where the signed identity goes; assertions are off without it.
+    pub assertion_header: Option<String>,
+    pub assertion_audience: Option<String>,
+    pub assertion_algorithm: String,
+    pub assertion_ttl: String,
+    pub assertion_keys: Vec<RawKey>,
 }
 
 impl Default for RawIdentity {
@@ -310,6 +324,11 @@ impl Default for RawIdentity {
             user_id_header: "X-Auth-User-Id".into(),
             username_header: "X-Auth-Username".into(),
             roles_header: "X-Auth-Roles".into(),
+            assertion_header: None,
+            assertion_audience: None,
+            assertion_algorithm: "EdDSA".into(),
+            assertion_ttl: "60s".into(),
+            assertion_keys: Vec::new(),
         }
     }
 }
@@ -447,6 +466,8 @@ pub struct IdentityConfig {
     pub username_header: http::HeaderName,
     /// The user's roles, comma-separated; not sent when they have none.
     pub roles_header: http::HeaderName,
+    /// The signed identity, when `assertion_header` is set.
+    pub assertion: Option<AssertionConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -493,7 +514,14 @@ impl Config {
             auth_prefix: &self.auth_prefix,
             routes: &self.routes,
             pages: self.cookies_enabled(),
+            jwks: self.publishes_keys(),
         }
+    }
+
+    /// Whether authgate has public keys to publish (`{auth_prefix}/.well-known/jwks.json`):
+    /// asymmetric tokens, or assertions.
+    pub fn publishes_keys(&self) -> bool {
+        crate::core::keys::is_asymmetric(self.tokens.algorithm) || self.identity.assertion.is_some()
     }
 
     /// Whether tokens may come in cookies: then browsers get the sign-in pages and cookies.
@@ -781,17 +809,14 @@ impl RawTokens {
         if refresh_ttl < access_ttl {
             problems.push("tokens.refresh_ttl must not be shorter than tokens.access_ttl");
         }
-        let algorithm = match self.algorithm.as_str() {
-            "HS256" => jsonwebtoken::Algorithm::HS256,
-            "HS384" => jsonwebtoken::Algorithm::HS384,
-            "HS512" => jsonwebtoken::Algorithm::HS512,
-            other => {
-                problems.push(format!(
-                    "tokens.algorithm = {other:?} is not supported: use \"HS256\", \"HS384\" or \"HS512\""
-                ));
-                jsonwebtoken::Algorithm::HS256
-            }
-        };
+        let algorithm = crate::core::keys::algorithm_named(&self.algorithm).unwrap_or_else(|| {
+            problems.push(format!(
+                "tokens.algorithm = {:?} is not supported: use \"HS256\", \"HS384\", \"HS512\", {}",
+                self.algorithm,
+                crate::core::keys::ASYMMETRIC_NAMES
+            ));
+            jsonwebtoken::Algorithm::HS256
+        });
         let keys = load_keys(&self, algorithm).unwrap_or_else(|p| {
             problems.push(p);
             Vec::new()
@@ -899,23 +924,81 @@ impl RawIdentity {
                 http::HeaderName::from_static("x-invalid")
             })
         };
-        let identity = IdentityConfig {
+        let mut identity = IdentityConfig {
             user_id_header: header("identity.user_id_header", &self.user_id_header),
             username_header: header("identity.username_header", &self.username_header),
             roles_header: header("identity.roles_header", &self.roles_header),
+            assertion: None,
         };
+        let assertion_header = self
+            .assertion_header
+            .as_deref()
+            .map(|name| header("identity.assertion_header", name));
         let key = |name: &http::HeaderName| crate::core::headers::header_key(name.as_str());
-        let (id, name, roles) = (
-            key(&identity.user_id_header),
-            key(&identity.username_header),
-            key(&identity.roles_header),
-        );
-        if id == name || id == roles || name == roles {
+        let names: Vec<String> = [
+            &identity.user_id_header,
+            &identity.username_header,
+            &identity.roles_header,
+        ]
+        .into_iter()
+        .chain(assertion_header.as_ref())
+        .map(key)
+        .collect();
+        if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
             problems.push(
-                "identity.user_id_header, identity.username_header and identity.roles_header must differ",
+                "identity.user_id_header, username_header, roles_header and assertion_header must differ",
             );
         }
+        identity.assertion = assertion_header.and_then(|header| self.assertion(header, problems));
         identity
+    }
+
+    /// `[identity]`'s assertion settings, checked; `None` with the problems noted.
+    fn assertion(
+        &self,
+        header: http::HeaderName,
+        problems: &mut Problems,
+    ) -> Option<AssertionConfig> {
+        let audience = match self.assertion_audience.as_deref() {
+            Some(aud) if !aud.trim().is_empty() => aud.to_string(),
+            _ => {
+                problems.push(
+                    "identity.assertion_audience is missing: name the app the assertion is for (its `aud`), e.g. \"my-app\"",
+                );
+                String::new()
+            }
+        };
+        let algorithm = match crate::core::keys::algorithm_named(&self.assertion_algorithm) {
+            Some(alg) if crate::core::keys::is_asymmetric(alg) => alg,
+            _ => {
+                problems.push(format!(
+                    "identity.assertion_algorithm = {:?}: use {}, which the app verifies with a public key",
+                    self.assertion_algorithm,
+                    crate::core::keys::ASYMMETRIC_NAMES
+                ));
+                return None;
+            }
+        };
+        let ttl = problems.at_least_a_second("identity.assertion_ttl", &self.assertion_ttl);
+        if ttl > crate::core::assertion::MAX_TTL {
+            problems.push("identity.assertion_ttl must be at most 60s");
+        }
+        if self.assertion_keys.is_empty() {
+            problems.push(format!(
+                "identity.assertion_keys is empty: add [[identity.assertion_keys]] with private_key_file (make one with `authgate keygen --algorithm {algorithm:?} > assertion-key.pem`)"
+            ));
+            return None;
+        }
+        let keys = keys::load_key_list("identity.assertion_keys", &self.assertion_keys, algorithm)
+            .map_err(|p| problems.push(p))
+            .ok()?;
+        Some(AssertionConfig {
+            header,
+            audience,
+            algorithm,
+            ttl,
+            keys,
+        })
     }
 }
 
@@ -1040,131 +1123,6 @@ fn parse_upstream(url: &str) -> Result<http::Uri, String> {
         ));
     }
     Ok(uri)
-}
-
-const SECRET_HELP: &str = "generate one with `openssl rand -base64 48` (or `head -c 48 /dev/urandom | base64`) \
-and put it in tokens.secret_env (an environment variable's name), tokens.secret_file, or tokens.secret";
-
-/// The signing keys: the single `secret*` of `[tokens]`, or the `[[tokens.keys]]` list.
-fn load_keys(
-    tokens: &RawTokens,
-    algorithm: jsonwebtoken::Algorithm,
-) -> Result<Vec<SigningKey>, String> {
-    let inline =
-        tokens.secret.is_some() || tokens.secret_file.is_some() || tokens.secret_env.is_some();
-    if tokens.keys.is_empty() {
-        let secret = load_secret(
-            "tokens",
-            &tokens.secret,
-            &tokens.secret_file,
-            &tokens.secret_env,
-        )?;
-        return Ok(vec![SigningKey {
-            kid: None,
-            secret: check_secret("tokens", secret, algorithm)?,
-        }]);
-    }
-    if inline {
-        return Err(
-            "tokens: use either secret/secret_file/secret_env or [[tokens.keys]], not both".into(),
-        );
-    }
-    let mut keys: Vec<SigningKey> = Vec::new();
-    for (i, key) in tokens.keys.iter().enumerate() {
-        let label = format!("tokens.keys[{i}]");
-        let secret = load_secret(&label, &key.secret, &key.secret_file, &key.secret_env)?;
-        if keys.iter().any(|k| k.kid == key.kid) {
-            return Err(match &key.kid {
-                Some(kid) => format!("{label}: kid {kid:?} is used twice"),
-                None => format!("{label}: only one key may have no kid"),
-            });
-        }
-        if key.kid.as_deref() == Some("") {
-            return Err(format!(
-                "{label}: kid must not be empty (leave it out instead)"
-            ));
-        }
-        keys.push(SigningKey {
-            kid: key.kid.clone(),
-            secret: check_secret(&label, secret, algorithm)?,
-        });
-    }
-    Ok(keys)
-}
-
-fn load_secret(
-    label: &str,
-    secret: &Option<String>,
-    secret_file: &Option<PathBuf>,
-    secret_env: &Option<String>,
-) -> Result<Vec<u8>, String> {
-    let given = [
-        secret.is_some(),
-        secret_file.is_some(),
-        secret_env.is_some(),
-    ]
-    .iter()
-    .filter(|&&b| b)
-    .count();
-    if given != 1 {
-        return Err(format!(
-            "{label}: set exactly one of secret, secret_file, secret_env (found {given}); {SECRET_HELP}"
-        ));
-    }
-    if let Some(s) = secret {
-        return Ok(s.as_bytes().to_vec());
-    }
-    if let Some(file) = secret_file {
-        let text = std::fs::read(file).map_err(|e| {
-            format!(
-                "{label}.secret_file: cannot read {}: {e}; {SECRET_HELP}",
-                file.display()
-            )
-        })?;
-        return Ok(trim_ascii_end(text));
-    }
-    let var = secret_env.as_deref().unwrap_or_default();
-    match std::env::var(var) {
-        Ok(v) => Ok(v.into_bytes()),
-        Err(_) => Err(format!(
-            "{label}.secret_env: environment variable {var} is not set; {SECRET_HELP}"
-        )),
-    }
-}
-
-fn trim_ascii_end(mut bytes: Vec<u8>) -> Vec<u8> {
-    while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
-        bytes.pop();
-    }
-    bytes
-}
-
-/// An HMAC key must be at least as long as the hash output (RFC 7518 §3.2) and not trivially repetitive.
-fn check_secret(
-    label: &str,
-    secret: Vec<u8>,
-    algorithm: jsonwebtoken::Algorithm,
-) -> Result<Vec<u8>, String> {
-    let min = match algorithm {
-        jsonwebtoken::Algorithm::HS384 => 48,
-        jsonwebtoken::Algorithm::HS512 => 64,
-        _ => 32,
-    };
-    if secret.len() < min {
-        return Err(format!(
-            "{label}: the signing secret is too weak: {:?} needs at least {min} bytes, this one has {}; {SECRET_HELP}",
-            algorithm,
-            secret.len()
-        ));
-    }
-    let mut seen = [false; 256];
-    secret.iter().for_each(|&b| seen[b as usize] = true);
-    if seen.iter().filter(|&&s| s).count() < 8 {
-        return Err(format!(
-            "{label}: the signing secret is too weak: it repeats fewer than 8 distinct characters; {SECRET_HELP}"
-        ));
-    }
-    Ok(secret)
 }
 
 fn route_rule(route: &RawRoute) -> Result<RouteRule, String> {
@@ -1403,6 +1361,141 @@ access = "open"
         let clash = GOOD.to_string() + "[identity]\nroles_header = \"x-auth-user_id\"\n";
         let err = Config::parse(&clash).unwrap_err().to_string();
         assert!(err.contains("must differ"), "{err}");
+    }
+
+    /// Every way a private key or an assertion setting can be wrong says what is wrong and how to
+    /// make a key.
+    #[test]
+    fn asymmetric_keys_and_assertions_are_checked_before_anything_starts() {
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+        let dir = tempfile::tempdir().unwrap();
+        let ed = dir.path().join("ed.pem");
+        std::fs::write(&ed, crate::core::keys::tests::ED25519_PEM).unwrap();
+        let tokens = |lines: &str| {
+            GOOD.replace(
+                "secret = \"0123456789abcdefghijklmnopqrstuvwxyzABCDEF\"",
+                lines,
+            )
+        };
+        let file = |name: &str| keys.join(name).display().to_string();
+        let good = tokens(&format!(
+            "algorithm = \"EdDSA\"\nprivate_key_file = {:?}",
+            ed.display().to_string()
+        ));
+        let c = Config::parse(&good).unwrap();
+        assert!(c.publishes_keys());
+        let kid = c.tokens.keys[0].kid.clone().unwrap();
+        assert_eq!(kid.len(), 43, "named by its RFC 7638 thumbprint: {kid}");
+        assert!(!Config::parse(GOOD).unwrap().publishes_keys());
+
+        for (text, expected) in [
+            (
+                tokens(
+                    "algorithm = \"EdDSA\"\nsecret = \"0123456789abcdefghijklmnopqrstuvwxyzABCDEF\"",
+                ),
+                "EdDSA signs with a private key, not a secret",
+            ),
+            (
+                tokens("algorithm = \"ES256\""),
+                "private_key_file is missing; make one with `authgate keygen --algorithm ES256",
+            ),
+            (
+                tokens(&format!(
+                    "algorithm = \"ES256\"\nprivate_key_file = {:?}",
+                    file("p384.pem")
+                )),
+                "is not a P-256 (prime256v1) EC private key",
+            ),
+            (
+                tokens(&format!(
+                    "algorithm = \"RS256\"\nprivate_key_file = {:?}",
+                    file("rsa1024.pem")
+                )),
+                "is an RSA key of 1024 bits: use 2048 bits or more",
+            ),
+            (
+                tokens(&format!(
+                    "algorithm = \"EdDSA\"\nprivate_key_file = {:?}",
+                    file("rs256.pem")
+                )),
+                "is not an Ed25519 private key",
+            ),
+            (
+                tokens("algorithm = \"EdDSA\"\nprivate_key_file = \"/nonexistent/key.pem\""),
+                "cannot read /nonexistent/key.pem",
+            ),
+            (
+                tokens("algorithm = \"PS256\"\nsecret = \"x\""),
+                "tokens.algorithm = \"PS256\" is not supported",
+            ),
+        ] {
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        let hs_with_key = GOOD.replace(
+            "secret = \"0123456789abcdefghijklmnopqrstuvwxyzABCDEF\"",
+            &format!(
+                "[[tokens.keys]]\nsecret = \"0123456789abcdefghijklmnopqrstuvwxyzABCDEF\"\nprivate_key_file = {:?}",
+                ed.display().to_string()
+            ),
+        );
+        let err = Config::parse(&hs_with_key).unwrap_err().to_string();
+        assert!(err.contains("HS256 signs with a secret"), "{err}");
+
+        let identity = |lines: &str| format!("{GOOD}[identity]\n{lines}\n");
+        let key = format!(
+            "[[identity.assertion_keys]]\nkid = \"a1\"\nprivate_key_file = {:?}",
+            ed.display().to_string()
+        );
+        let c = Config::parse(&identity(&format!(
+            "assertion_header = \"X-Auth-Assertion\"\nassertion_audience = \"app\"\n{key}"
+        )))
+        .unwrap();
+        let assertion = c.identity.assertion.as_ref().unwrap();
+        assert_eq!(assertion.ttl, Duration::from_secs(60));
+        assert_eq!(assertion.algorithm, jsonwebtoken::Algorithm::EdDSA);
+        assert!(c.publishes_keys());
+        assert!(
+            !format!("{c:?}").contains("PRIVATE KEY"),
+            "keys never printed"
+        );
+        for (lines, expected) in [
+            (
+                format!("assertion_header = \"X-Auth-Assertion\"\n{key}"),
+                "identity.assertion_audience is missing",
+            ),
+            (
+                format!(
+                    "assertion_header = \"X-Auth-Assertion\"\nassertion_audience = \"app\"\nassertion_algorithm = \"HS256\"\n{key}"
+                ),
+                "which the app verifies with a public key",
+            ),
+            (
+                format!(
+                    "assertion_header = \"X-Auth-Assertion\"\nassertion_audience = \"app\"\nassertion_ttl = \"61s\"\n{key}"
+                ),
+                "identity.assertion_ttl must be at most 60s",
+            ),
+            (
+                "assertion_header = \"X-Auth-Assertion\"\nassertion_audience = \"app\"".to_string(),
+                "identity.assertion_keys is empty",
+            ),
+            (
+                format!(
+                    "assertion_header = \"x-auth-user-id\"\nassertion_audience = \"app\"\n{key}"
+                ),
+                "must differ",
+            ),
+            (
+                format!(
+                    "assertion_header = \"X-Auth-Assertion\"\nassertion_audience = \"app\"\nassertion_algorithm = \"ES256\"\n{key}"
+                ),
+                "is not a P-256 (prime256v1) EC private key",
+            ),
+        ] {
+            let err = Config::parse(&identity(&lines)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
     }
 
     #[test]
