@@ -3,8 +3,10 @@
 # count to within a few percent whatever else the machine does, so a change to the hot path can be
 # judged in one run where requests/s vary by ±20 %. User space only (authgate and its libraries).
 #
-#   bench/instructions.sh [auth|public|nginx] [path/to/authgate]
+#   bench/instructions.sh [auth|public|nginx|assertion] [path/to/authgate]
 #
+# `assertion` is `auth` with the signed identity on (an Ed25519 key from `authgate keygen`): the
+# difference is what an assertion costs per request.
 # `nginx` counts nginx (one worker, the load benchmark's configuration) proxying the authenticated
 # route's very request, bearer token included. CACHE_SIM=1 also simulates the caches and branch
 # predictors and prints their misses per request. Installs valgrind and wrk (and nginx for its
@@ -60,6 +62,17 @@ per_address = 0
 path = "/public/**"
 access = "public"
 EOF
+if [ "$route" = assertion ]; then
+  "$binary" keygen >"$work/assertion-key.pem"
+  cat >>"$work/authgate.toml" <<EOF
+[identity]
+assertion_header = "X-Auth-Assertion"
+assertion_audience = "bench-app"
+[[identity.assertion_keys]]
+kid = "bench"
+private_key_file = "$work/assertion-key.pem"
+EOF
+fi
 # For nginx, authgate runs outside valgrind, only to issue the token that the request carries.
 if [ "$route" = nginx ]; then
   RUST_LOG=warn "$binary" run --config "$work/authgate.toml" >"$work/authgate.log" 2>&1 &

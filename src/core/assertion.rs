@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
 use crate::core::keys;
-use crate::core::token::{Claims, SigningKey};
+use crate::core::token::{Claims, SigningKey, key_names};
 
 /// The longest an assertion may live: it is a bearer credential inside the app's network.
 pub const MAX_TTL: Duration = Duration::from_secs(60);
@@ -35,14 +35,7 @@ impl std::fmt::Debug for AssertionConfig {
             .field("audience", &self.audience)
             .field("algorithm", &self.algorithm)
             .field("ttl", &self.ttl)
-            .field(
-                "keys",
-                &self
-                    .keys
-                    .iter()
-                    .map(|k| k.kid.as_deref().unwrap_or("-"))
-                    .collect::<Vec<_>>(),
-            )
+            .field("keys", &key_names(&self.keys))
             .finish()
     }
 }

@@ -12,6 +12,13 @@ use crate::core::assertion::AssertionCache;
 use crate::core::keys;
 use crate::core::verified::VerifiedTokens;
 
+/// The names of `keys`, for `Debug` output that must never show a key.
+pub fn key_names(keys: &[SigningKey]) -> Vec<&str> {
+    keys.iter()
+        .map(|k| k.kid.as_deref().unwrap_or("-"))
+        .collect()
+}
+
 /// One signing key.
 #[derive(Clone)]
 pub struct SigningKey {
@@ -53,14 +60,7 @@ impl std::fmt::Debug for TokenConfig {
     /// Never prints the secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenConfig")
-            .field(
-                "keys",
-                &self
-                    .keys
-                    .iter()
-                    .map(|k| k.kid.as_deref().unwrap_or("-"))
-                    .collect::<Vec<_>>(),
-            )
+            .field("keys", &key_names(&self.keys))
             .field("algorithm", &self.algorithm)
             .field("access_ttl", &self.access_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
