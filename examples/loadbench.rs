@@ -5,6 +5,10 @@
 //! public route; then proxied latency while 64 clients hammer /login, memory, and start-up with one
 //! million revocations in the store.
 //!
+//! Then the second configuration, where nginx serves the app's answer itself and wrk has one
+//! thread (`nginx_app`; alone: `loadbench nginx-app BINARY`), since a result that flips with the
+//! harness is not a result.
+//!
 //! Run it with `bench/load.sh` (which installs wrk and nginx and makes the profile-guided release
 //! build of authgate). The same binary, started as `loadbench upstream`, is the fast upstream, so
 //! its CPU is counted apart from the load generator's; started as `loadbench train BINARY`, it is
@@ -46,6 +50,17 @@ fn main() {
         (Some("refreshes"), Some(binary), database) => {
             return refreshes(Path::new(binary), database.map(String::as_str));
         }
+        (Some("nginx-app"), Some(binary), None) => {
+            let dir = tempfile::tempdir().unwrap();
+            let (_upstream, upstream_port) = start_upstream();
+            let gate_port = free_port();
+            let config = write_config(dir.path(), gate_port, upstream_port);
+            let gate = start_authgate(Path::new(binary), &config);
+            wait_ready(gate_port);
+            let token = bench_token(gate_port);
+            drop(gate);
+            return nginx_app(Path::new(binary), dir.path(), &token);
+        }
         (Some("train"), Some(binary), seconds) => {
             let seconds = seconds.map_or(Some(8), |s| s.parse().ok());
             return train(Path::new(binary), seconds.unwrap_or_else(|| usage()));
@@ -76,6 +91,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: loadbench [--duration SECONDS] [--connections N] [--threads N] [--authgate BINARY]\n\
+         \x20      loadbench nginx-app BINARY\n\
          \x20      loadbench train BINARY [SECONDS]\n\
          \x20      loadbench logouts BINARY before|after [COUNT]\n\
          \x20      loadbench refreshes BINARY [POSTGRES_URL]\n\
@@ -634,29 +650,15 @@ fn orchestrate(settings: &Settings) {
 
     // nginx, a plain reverse proxy with upstream keep-alive.
     let nginx_port = free_port();
-    let nginx_conf = dir.path().join("nginx.conf");
-    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-    std::fs::write(
-        &nginx_conf,
-        format!(
-            "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             \x20 upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n\
-             \x20 server {{\n    listen 127.0.0.1:{nginx_port};\n    location / {{\n      proxy_pass http://app;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n",
-            d = dir.path().display()
+    let nginx = start_nginx(
+        &dir.path().join("nginx"),
+        "auto",
+        &format!(
+            "upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n\
+             server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://app; \
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
         ),
-    )
-    .unwrap();
-    let nginx = Proc {
-        child: Command::new("nginx")
-            .arg("-c")
-            .arg(&nginx_conf)
-            .arg("-p")
-            .arg(dir.path())
-            .spawn()
-            .expect("nginx runs (bench/load.sh installs it)"),
-    };
+    );
 
     // authgate.
     let gate_port = free_port();
@@ -666,11 +668,7 @@ fn orchestrate(settings: &Settings) {
     wait_for_port(nginx_port);
     wait_ready(gate_port);
     let creds = r#"{"username":"bench","password":"a perfectly fine password"}"#;
-    let json = [("Content-Type", "application/json")];
-    assert_eq!(http(gate_port, "POST", "/register", &json, creds).0, 201);
-    let (status, body) = http(gate_port, "POST", "/login", &json, creds);
-    assert_eq!(status, 200);
-    let token = json_field(&body, "access_token");
+    let token = bench_token(gate_port);
     let auth = vec![format!("Authorization: Bearer {token}")];
     let idle_rss = rss_mib(gate.child.id());
 
@@ -827,6 +825,130 @@ fn orchestrate(settings: &Settings) {
     drop(gate);
     drop(nginx);
     drop(upstream);
+
+    nginx_app(&authgate_bin, dir.path(), &token);
+}
+
+/// Registers the benchmark's user at the gate on `port` and logs in: its access token.
+fn bench_token(port: u16) -> String {
+    let creds = r#"{"username":"bench","password":"a perfectly fine password"}"#;
+    let json = [("Content-Type", "application/json")];
+    assert_eq!(http(port, "POST", "/register", &json, creds).0, 201);
+    let (status, body) = http(port, "POST", "/login", &json, creds);
+    assert_eq!(status, 200);
+    json_field(&body, "access_token")
+}
+
+/// The second configuration: nginx serves a small static answer as the app (one worker, as a
+/// small app would have), nginx as a plain reverse proxy in front of it (a worker per core,
+/// upstream keep-alive 64, HTTP/1.1, no access log) against authgate on the same request with
+/// the same bearer token, `wrk -t1 -c32 -d8s`, three back-to-back pairs. CPU per request counts
+/// the proxy and the app.
+fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str) {
+    let settings = Settings {
+        duration: 8,
+        connections: 32,
+        threads: 1,
+        authgate: None,
+    };
+    let app_port = free_port();
+    let app_dir = dir.join("nginx-app");
+    let app = start_nginx(
+        &app_dir,
+        "1",
+        &format!("server {{ listen 127.0.0.1:{app_port}; location / {{ return 200 \"ok\\n\"; }} }}"),
+    );
+    let proxy_port = free_port();
+    let proxy_dir = dir.join("nginx-proxy");
+    let proxy = start_nginx(
+        &proxy_dir,
+        "auto",
+        &format!(
+            "upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n\
+             server {{ listen 127.0.0.1:{proxy_port}; location / {{ proxy_pass http://app; \
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+        ),
+    );
+    let gate_dir = dir.join("authgate-nginx-app");
+    std::fs::create_dir_all(&gate_dir).unwrap();
+    let gate_port = free_port();
+    let config = write_config(&gate_dir, gate_port, app_port);
+    let gate = start_authgate(authgate_bin, &config);
+    wait_for_port(app_port);
+    wait_for_port(proxy_port);
+    wait_ready(gate_port);
+    let auth = vec![format!("Authorization: Bearer {token}")];
+    let app_pids = family(app.child.id());
+    let with_app = |pid: u32| [&[pid][..], &app_pids].concat();
+    let (proxy_pids, gate_pids) = (with_app(proxy.child.id()), with_app(gate.child.id()));
+    println!(
+        "\n# second configuration: nginx serves the app's answer (1 worker); wrk -t1 -c32 -d8s; \
+         nginx proxy with a worker per core, keepalive 64"
+    );
+    println!("\n| run | requests/s | p50 | p99 | CPU ms / 1000 req | of which user |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let row = |name: &str, m: &Measured| {
+        println!(
+            "| {name} | {:.0} | {:.3} ms | {:.3} ms | {:.1} | {:.1} |{}",
+            m.load.per_second,
+            m.load.p50_ms,
+            m.load.p99_ms,
+            m.cpu_ms_per_1000,
+            m.user_ms_per_1000,
+            if m.load.errors > 0 {
+                format!(" ({} errors)", m.load.errors)
+            } else {
+                String::new()
+            }
+        )
+    };
+    let (mut speed, mut cpu) = (Vec::new(), Vec::new());
+    for pair in 1..=3 {
+        let url = format!("http://127.0.0.1:{proxy_port}/api/x");
+        let b = measure(&settings, &url, &auth, &proxy_pids, app_port);
+        row(&format!("(b) nginx, pair {pair}"), &b);
+        let url = format!("http://127.0.0.1:{gate_port}/api/x");
+        let c = measure(&settings, &url, &auth, &gate_pids, app_port);
+        row(&format!("(c) authgate, pair {pair}"), &c);
+        speed.push(c.load.per_second / b.load.per_second);
+        cpu.push(c.cpu_ms_per_1000 / b.cpu_ms_per_1000);
+    }
+    println!(
+        "second configuration, c/b in three pairs: requests/s median {:.2} ({}), CPU per request median {:.2} ({})",
+        median(&speed),
+        listed(&speed, ""),
+        median(&cpu),
+        listed(&cpu, ""),
+    );
+    drop(gate);
+    drop(proxy);
+    drop(app);
+}
+
+/// nginx with `workers` worker processes serving `http_body` (servers and upstreams), its files
+/// in `dir`.
+fn start_nginx(dir: &Path, workers: &str, http_body: &str) -> Proc {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes {workers};\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  {http_body}\n}}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    Proc {
+        child: Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir)
+            .spawn()
+            .expect("nginx runs (bench/load.sh installs it)"),
+    }
 }
 
 fn median(values: &[f64]) -> f64 {
