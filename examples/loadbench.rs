@@ -856,7 +856,9 @@ fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str) {
     let app = start_nginx(
         &app_dir,
         "1",
-        &format!("server {{ listen 127.0.0.1:{app_port}; location / {{ return 200 \"ok\\n\"; }} }}"),
+        &format!(
+            "server {{ listen 127.0.0.1:{app_port}; location / {{ return 200 \"ok\\n\"; }} }}"
+        ),
     );
     let proxy_port = free_port();
     let proxy_dir = dir.join("nginx-proxy");

@@ -78,7 +78,17 @@ fn verify(
     let mut validation = Validation::new(algorithm);
     validation.set_issuer(&["authgate"]);
     match audience {
-        Some(aud) => validation.set_audience(&[aud]),
+        // As the README says an app checks an assertion: its type, and an `aud` it must have.
+        Some(aud) => {
+            let typ = jsonwebtoken::decode_header(jwt)
+                .map_err(|e| e.to_string())?
+                .typ;
+            if typ.as_deref() != Some("authgate-assertion+jwt") {
+                return Err(format!("not an assertion: typ {typ:?}"));
+            }
+            validation.set_audience(&[aud]);
+            validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        }
         None => validation.validate_aud = false,
     }
     jsonwebtoken::decode::<Value>(jwt, &key, &validation)

@@ -12,6 +12,8 @@ import jwt
 jwks_url, assertion, audience, issuer = sys.argv[1:5]
 
 jwks = jwt.PyJWKClient(jwks_url)  # fetches and caches the public keys
+if jwt.get_unverified_header(assertion).get("typ") != "authgate-assertion+jwt":
+    raise jwt.InvalidTokenError("not an assertion")
 key = jwks.get_signing_key_from_jwt(assertion)  # the key its `kid` names
 claims = jwt.decode(
     assertion,
@@ -19,6 +21,6 @@ claims = jwt.decode(
     algorithms=["EdDSA", "ES256", "RS256"],
     audience=audience,
     issuer=issuer,
-    options={"require": ["exp", "iat", "sub"]},
+    options={"require": ["exp", "iat", "sub", "aud"]},
 )
 print(json.dumps(claims))

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use jsonwebtoken::Algorithm;
 
 use super::{RawKey, RawTokens};
+use crate::core::assertion::AssertionConfig;
 use crate::core::keys::{self, is_asymmetric};
-use crate::core::token::SigningKey;
+use crate::core::token::{SigningKey, TokenConfig};
 
 const SECRET_HELP: &str = "generate one with `openssl rand -base64 48` (or `head -c 48 /dev/urandom | base64`) \
 and put it in tokens.secret_env (an environment variable's name), tokens.secret_file, or tokens.secret";
@@ -113,6 +114,35 @@ pub(super) fn read_private_key(
     keys::encoding_key(algorithm, &pem)
         .map_err(|e| format!("{label}.private_key_file: {} {e}; {help}", file.display()))?;
     Ok(pem)
+}
+
+/// Tokens and assertions never share a key or a key's name. Whoever holds a key that signs both
+/// could make access tokens with it; and a JWKS that gives two keys one name lets an app take
+/// either.
+pub(super) fn keep_apart(tokens: &TokenConfig, assertion: &AssertionConfig) -> Result<(), String> {
+    let token_keys: Vec<Option<String>> = tokens
+        .keys
+        .iter()
+        .map(|t| default_kid(tokens.algorithm, &t.secret))
+        .collect();
+    for (i, key) in assertion.keys.iter().enumerate() {
+        let label = format!("identity.assertion_keys[{i}]");
+        if key.kid.is_some() && tokens.keys.iter().any(|t| t.kid == key.kid) {
+            return Err(format!(
+                "{label}: kid {:?} names a token key too; every key in the JWKS needs a name of its own",
+                key.kid.as_deref().unwrap_or_default()
+            ));
+        }
+        let public = default_kid(assertion.algorithm, &key.secret);
+        if public.is_some() && token_keys.contains(&public) {
+            return Err(format!(
+                "{label}.private_key_file is a token key too: assertions need a key of their own \
+                 (make one with `authgate keygen --algorithm {:?} > assertion-key.pem`)",
+                assertion.algorithm
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `kid` of a key the configuration names none for: an asymmetric key's thumbprint, so that

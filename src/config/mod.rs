@@ -558,6 +558,11 @@ impl Config {
             token_locations.contains(&TokenLocation::Cookies) && cookies.csrf_protect;
         let (store, catch_up_interval) = raw.store.validate(&mut problems);
         let identity = raw.identity.validate(&mut problems);
+        if let Some(assertion) = &identity.assertion {
+            if let Err(p) = keys::keep_apart(&tokens, assertion) {
+                problems.push(p);
+            }
+        }
         let passwords = raw.passwords.validate(&mut problems);
         let login_limits = raw.login_limits.validate(&mut problems);
         let metrics_listen = raw.metrics.validate(&mut problems);
@@ -934,6 +939,24 @@ impl RawIdentity {
             .assertion_header
             .as_deref()
             .map(|name| header("identity.assertion_header", name));
+        let named = [
+            ("user_id_header", Some(&identity.user_id_header)),
+            ("username_header", Some(&identity.username_header)),
+            ("roles_header", Some(&identity.roles_header)),
+            ("assertion_header", assertion_header.as_ref()),
+        ];
+        for (key, name) in named {
+            if let Some(name) =
+                name.filter(|n| !crate::core::headers::may_carry_identity(n.as_str()))
+            {
+                problems.push(format!(
+                    "identity.{key} = {:?}: a header that frames, routes or authenticates the \
+                     request (or one authgate writes itself) cannot carry the identity; use a name \
+                     of its own, such as \"X-Auth-…\"",
+                    name.as_str()
+                ));
+            }
+        }
         let key = |name: &http::HeaderName| crate::core::headers::header_key(name.as_str());
         let names: Vec<String> = [
             &identity.user_id_header,

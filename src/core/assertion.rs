@@ -15,6 +15,11 @@ use crate::core::token::{Claims, SigningKey, key_names};
 /// The longest an assertion may live: it is a bearer credential inside the app's network.
 pub const MAX_TTL: Duration = Duration::from_secs(60);
 
+/// An assertion's `typ` (RFC 8725 §3.11, explicit typing): an app that checks it can never take
+/// an access or refresh token (`JWT`, as Flask-JWT-Extended writes them) for an assertion, and
+/// authgate never takes an assertion for a token.
+pub const ASSERTION_TYPE: &str = "authgate-assertion+jwt";
+
 /// What `[identity]` says of assertions.
 #[derive(Clone)]
 pub struct AssertionConfig {
@@ -67,6 +72,7 @@ impl AssertionSigner {
         let signing = &config.keys[0];
         let mut header = Header::new(config.algorithm);
         header.kid = signing.kid.clone();
+        header.typ = Some(ASSERTION_TYPE.into());
         AssertionSigner {
             header,
             key: keys::encoding_key(config.algorithm, &signing.secret)
@@ -195,6 +201,7 @@ mod tests {
         validation.validate_exp = false;
         let header = jsonwebtoken::decode_header(assertion).unwrap();
         assert_eq!(header.kid.as_deref(), Some("a1"));
+        assert_eq!(header.typ.as_deref(), Some(ASSERTION_TYPE));
         jsonwebtoken::decode::<serde_json::Value>(assertion, &public, &validation)
             .unwrap()
             .claims

@@ -47,6 +47,32 @@ pub const CLIENT_ADDRESSES: [&str; 7] = [
     "x-forwarded",
 ];
 
+/// Whether an identity header may be called `name`: not a header that frames, routes or
+/// authenticates the request, nor one authgate writes or removes for its own reasons. Named
+/// `Content-Length`, say, the identity would replace the request's framing on the way to the app.
+pub fn may_carry_identity(name: &str) -> bool {
+    const RESERVED: [&str; 12] = [
+        "host",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "expect",
+        "authorization",
+        "cookie",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "forwarded",
+    ];
+    let key = header_key(name);
+    !RESERVED.contains(&key.as_str())
+        && !HOP_BY_HOP.iter().any(|h| header_key(h.as_str()) == key)
+        && !OVERRIDES.contains(&key.as_str())
+        && !CLIENT_ADDRESSES.contains(&key.as_str())
+        && !is_forwarded_detail(&key)
+}
+
 /// Whether `name` is an `X-Forwarded-…` header in any spelling (`-Port`, `-Prefix`, `-Ssl`,
 /// `-Uri`, …): what a proxy tells the app about the original request. Passed on from a trusted
 /// proxy only; from anyone else, a claim about a request that authgate saw itself.
@@ -304,6 +330,35 @@ mod tests {
             "x-real-ip",
         ] {
             assert!(!is_forwarded_detail(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_identity_never_takes_the_name_of_a_header_that_frames_routes_or_authenticates() {
+        for reserved in [
+            "Content-Length",
+            "transfer_encoding",
+            "Host",
+            "CONNECTION",
+            "Upgrade",
+            "Authorization",
+            "Cookie",
+            "X-Forwarded-For",
+            "X-Forwarded-Port",
+            "Forwarded",
+            "X-Real-IP",
+            "X-HTTP-Method-Override",
+            "True-Client-IP",
+        ] {
+            assert!(!may_carry_identity(reserved), "{reserved}");
+        }
+        for free in [
+            "X-Auth-User-Id",
+            "X-Auth-Assertion",
+            "X-Remote-User",
+            "Remote-Groups",
+        ] {
+            assert!(may_carry_identity(free), "{free}");
         }
     }
 

@@ -320,6 +320,10 @@ impl TokenService {
                 _ => TokenError::Invalid("Invalid token"),
             }
         })?;
+        // An assertion is made for the app, never to be presented back as a token.
+        if data.header.typ.as_deref() == Some(crate::core::assertion::ASSERTION_TYPE) {
+            return Err(TokenError::Invalid("Invalid token"));
+        }
         // A role reaches the app in a comma-separated header: one that could be split there, or
         // read as another, is refused whoever signed it; and so are more roles than a user may
         // hold, which would only make that header long.
@@ -584,6 +588,21 @@ mod tests {
         let now = unix_now();
         serde_json::json!({"sub":"u-1","username":"a","jti":"j","sid":"s","type":"access","fresh":false,
             "iat":now,"nbf":now,"exp":now+60,"iss":"authgate"})
+    }
+
+    /// Whatever its claims, a JWT typed as an assertion is something authgate made for an app,
+    /// never a token to be let in with.
+    #[test]
+    fn an_assertion_is_never_a_token() {
+        let header = format!(
+            r#"{{"alg":"HS256","typ":"{}"}}"#,
+            crate::core::assertion::ASSERTION_TYPE
+        );
+        let token = sign_raw(&header, &valid_payload());
+        assert_eq!(
+            service(0).verify(&token, unix_now()),
+            Err(TokenError::Invalid("Invalid token"))
+        );
     }
 
     #[test]
