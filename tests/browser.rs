@@ -610,6 +610,31 @@ async fn logout_with_cookies_needs_csrf_revokes_and_clears_the_cookies() {
     let r = send_with(s.addr(), "GET", "/api/x", &[("cookie", &cookies)], "").await;
     assert_eq!(r.msg(), "Token has been revoked");
 
+    // The same cookies again (a second tab): refused, and cleared all the same, so that the
+    // browser stops sending a session that is over. A bearer header's refusal clears nothing.
+    let r = send_with(
+        s.addr(),
+        "POST",
+        "/auth/logout",
+        &[("cookie", &cookies), ("x-csrf-token", &csrf)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.msg(), "Token has been revoked");
+    assert_eq!(values(&r.headers, "set-cookie").len(), 4, "{r:?}");
+    let bearer = format!("Bearer {}", value(&jar, "access_token_cookie"));
+    let r = send_with(
+        s.addr(),
+        "POST",
+        "/auth/logout",
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await;
+    assert_eq!(r.msg(), "Token has been revoked");
+    assert!(values(&r.headers, "set-cookie").is_empty(), "{r:?}");
+
     // The sign-out page's form does the same with its own field, then goes to sign in.
     let jar = signed_in(s.addr()).await;
     let cookies = cookie_header(&jar);

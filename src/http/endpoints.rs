@@ -14,9 +14,9 @@ use crate::config::{Config, TokenLocation};
 use crate::core::endpoint::Endpoint;
 use crate::core::form_fields::form_fields;
 use crate::core::json_fields::string_fields;
-use crate::core::token::{Claims, TokenKind};
+use crate::core::token::{Claims, TokenError, TokenKind};
 use crate::http::auth_body::{BodyKind, body_kind, read_body, read_json};
-use crate::http::authn::{authenticate, check_csrf, csrf_needed, csrf_value, presented};
+use crate::http::authn::{Source, authenticate, check_csrf, csrf_needed, csrf_value, presented};
 use crate::http::body::Body;
 use crate::http::cookies;
 use crate::http::error::{ApiError, json_response};
@@ -175,12 +175,39 @@ async fn refresh(gate: &Gate, request: &Request<Incoming>) -> Result<Response<Bo
 }
 
 async fn logout(gate: &Gate, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let claims = authenticate(gate, request.method(), request.headers(), None, None)?;
-    gate.sessions.logout(&claims).await?;
-    Ok(signed_out(
-        gate,
-        json!({ "msg": "Successfully logged out" }),
-    ))
+    let (method, headers) = (request.method(), request.headers());
+    let ended = match authenticate(gate, method, headers, None, None) {
+        Ok(claims) => gate.sessions.logout(&claims).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    match ended {
+        Ok(()) => Ok(signed_out(
+            gate,
+            json!({ "msg": "Successfully logged out" }),
+        )),
+        // A browser keeps no cookies of a session that is over: the refusal clears them, so
+        // that its pages stop sending them.
+        Err(e @ ApiError::Token(TokenError::Revoked)) if session_by_cookie(gate, headers) => {
+            let mut refusal = e.into_response();
+            cookies::attach(&mut refusal, cookies::cleared(&gate.config));
+            Ok(refusal)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the request's session token (access, else refresh) came in a cookie.
+fn session_by_cookie(gate: &Gate, headers: &http::HeaderMap) -> bool {
+    let config = &gate.config;
+    config.cookies_enabled()
+        && matches!(
+            presented(config, headers, TokenKind::Access).or_else(|_| presented(
+                config,
+                headers,
+                TokenKind::Refresh
+            )),
+            Ok((_, Source::Cookie))
+        )
 }
 
 async fn logout_all(gate: &Gate, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
