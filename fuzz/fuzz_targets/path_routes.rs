@@ -44,6 +44,7 @@ fn layout() -> Layout<'static> {
         auth_prefix: "/auth",
         routes: &ROUTES,
         pages: true,
+        jwks: true,
     }
 }
 
