@@ -34,6 +34,7 @@ pub(crate) struct Relayed {
 
 impl Relayed {
     /// Reads the forwarding headers of a request from `peer`, which is a trusted proxy.
+    #[cold]
     pub(crate) fn read(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Relayed {
         let client = client_address(peer, headers, trusted);
         Relayed {

@@ -195,6 +195,7 @@ pub fn is_field_value(bytes: &[u8]) -> bool {
 
 /// Joins the `cookie` fields of an HTTP/2 request into one, with `; `, as RFC 9113 §8.2.3 asks
 /// before a request goes on over HTTP/1.1, where apps read only one `Cookie` line.
+#[cold]
 pub fn join_cookies(headers: &mut HeaderMap) {
     let mut fields = headers.get_all(header::COOKIE).iter();
     if fields.next().is_none() || fields.next().is_none() {

@@ -23,6 +23,7 @@ const KEY_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// `upgrade`, `Upgrade: websocket` and nothing else, one `Sec-WebSocket-Key` that is 16 bytes in
 /// base64, and `Sec-WebSocket-Version: 13`. `None` for anything else, which is then forwarded as
 /// an ordinary request.
+#[cold]
 pub(crate) fn handshake_accept(
     method: &Method,
     version: Version,

@@ -165,6 +165,7 @@ impl ApiError {
         }
     }
 
+    #[cold]
     pub fn into_response(self) -> Response<Body> {
         let mut response =
             json_response(self.status(), &serde_json::json!({ "msg": self.message() }));
