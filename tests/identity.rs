@@ -5,55 +5,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-
 use http::StatusCode;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
+use support::keys::*;
 use support::*;
-
-const RS256_PEM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rs256.pem");
-
-/// A new private key for `algorithm` in `dir`: made by `authgate keygen`'s code, except RSA,
-/// which a debug build takes seconds to make (a key made once with openssl instead).
-fn key_file(dir: &Path, algorithm: &str, name: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.pem"));
-    let pem = match algorithm {
-        "RS256" => std::fs::read_to_string(RS256_PEM).unwrap(),
-        _ => authgate::keygen::private_key_pem(algorithm).unwrap(),
-    };
-    std::fs::write(&path, pem).unwrap();
-    path
-}
-
-/// `[identity]` with assertions for audience `the-app`, signed by `keys` (kid, file), first signs.
-fn assertions(algorithm: &str, keys: &[(&str, &Path)]) -> String {
-    let mut text = format!(
-        "[identity]\nassertion_header = \"X-Auth-Assertion\"\nassertion_audience = \"the-app\"\n\
-         assertion_algorithm = \"{algorithm}\"\n"
-    );
-    for (kid, file) in keys {
-        text.push_str(&format!(
-            "[[identity.assertion_keys]]\nkid = \"{kid}\"\nprivate_key_file = \"{}\"\n",
-            file.display()
-        ));
-    }
-    text
-}
 
 /// A gate whose configuration is `config_text` with `extra`, and `edit` applied.
 async fn gate(extra: &str, edit: impl FnOnce(String) -> String) -> Setup {
     Setup::with_config(extra, edit).await
-}
-
-/// Tokens signed with `algorithm` and the key in `file` instead of the test secret.
-fn asymmetric_tokens(algorithm: &str, file: &Path) -> impl FnOnce(String) -> String {
-    let line = format!(
-        "algorithm = \"{algorithm}\"\nprivate_key_file = \"{}\"",
-        file.display()
-    );
-    move |config| config.replace(&format!("secret = \"{SECRET}\""), &line)
 }
 
 async fn jwks(addr: std::net::SocketAddr) -> JwkSet {

@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,11 +20,11 @@ use http_body_util::{BodyExt, Full};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
+use support::keys::*;
 use support::process::Process;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const RS256_PEM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rs256.pem");
 const RSA1024_PEM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rsa1024.pem");
 const P384_PEM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/p384.pem");
 const JWKS: &str = "/.well-known/jwks.json";
@@ -32,41 +32,6 @@ const JWKS: &str = "/.well-known/jwks.json";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A new private key for `algorithm` in `dir` (RSA: the test key, a debug build is slow to make one).
-fn key_file(dir: &Path, algorithm: &str, name: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.pem"));
-    let pem = match algorithm {
-        "RS256" => std::fs::read_to_string(RS256_PEM).unwrap(),
-        _ => authgate::keygen::private_key_pem(algorithm).unwrap(),
-    };
-    std::fs::write(&path, pem).unwrap();
-    path
-}
-
-/// `[identity]` with assertions for audience `the-app`, signed by `keys` (kid, file).
-fn assertions(algorithm: &str, keys: &[(&str, &Path)]) -> String {
-    let mut text = format!(
-        "[identity]\nassertion_header = \"X-Auth-Assertion\"\nassertion_audience = \"the-app\"\n\
-         assertion_algorithm = \"{algorithm}\"\n"
-    );
-    for (kid, file) in keys {
-        text.push_str(&format!(
-            "[[identity.assertion_keys]]\nkid = \"{kid}\"\nprivate_key_file = \"{}\"\n",
-            file.display()
-        ));
-    }
-    text
-}
-
-/// Tokens signed with `algorithm` and the key in `file` instead of the test secret.
-fn asymmetric_tokens(algorithm: &str, file: &Path) -> impl FnOnce(String) -> String {
-    let line = format!(
-        "algorithm = \"{algorithm}\"\nprivate_key_file = \"{}\"",
-        file.display()
-    );
-    move |config| config.replace(&format!("secret = \"{SECRET}\""), &line)
-}
 
 /// A gate and its configuration text (for the admin library calls, which need the same store).
 async fn setup_with_text(extra: &str, edit: impl FnOnce(String) -> String) -> (Setup, String) {
@@ -88,26 +53,9 @@ async fn setup_with_text(extra: &str, edit: impl FnOnce(String) -> String) -> (S
     )
 }
 
-/// A header name as CGI, WSGI, PHP and friends read it: lower case, any mark read as `-`.
-fn fold(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                b.to_ascii_lowercase() as char
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
 /// Every value of a header the app would read as `X-Auth-Assertion`, in any spelling.
 fn assertion_values(seen: &Seen) -> Vec<String> {
-    seen.headers
-        .iter()
-        .filter(|(n, _)| fold(n.as_str()) == "x-auth-assertion")
-        .map(|(_, v)| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect()
+    header_values(seen, "x-auth-assertion")
 }
 
 fn last_seen(s: &Setup) -> Seen {

@@ -124,18 +124,6 @@ fn merged(old: &[(String, String)], new: &[(String, String)]) -> Vec<(String, St
     out
 }
 
-fn fold(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                b.to_ascii_lowercase() as char
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
 /// Every header the app got that any CGI/WSGI/PHP parser would read as `X-Auth-Roles`.
 fn roles_seen(seen: &Seen) -> Vec<String> {
     seen.headers

@@ -2,6 +2,7 @@
 //! HTTP client (hyper for ordinary requests, raw TCP for targets no client library would send).
 #![allow(dead_code)]
 
+pub mod keys;
 pub mod pg;
 pub mod process;
 pub mod tcp_relay;
@@ -703,4 +704,26 @@ pub fn value<'a>(jar: &'a [(String, String)], name: &str) -> &'a str {
         .find(|(n, _)| n == name)
         .map(|(_, v)| v.as_str())
         .unwrap_or_else(|| panic!("no {name} in {jar:?}"))
+}
+
+/// A header name as CGI, WSGI, PHP and friends read it: lower case, any mark read as `-`.
+pub fn fold(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                b.to_ascii_lowercase() as char
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Every value of a header the app would read as `name` (folded), in any spelling.
+pub fn header_values(seen: &Seen, name: &str) -> Vec<String> {
+    seen.headers
+        .iter()
+        .filter(|(n, _)| fold(n.as_str()) == name)
+        .map(|(_, v)| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect()
 }
