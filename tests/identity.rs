@@ -6,8 +6,7 @@
 mod support;
 
 use http::StatusCode;
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use support::keys::*;
 use support::*;
@@ -15,46 +14,6 @@ use support::*;
 /// A gate whose configuration is `config_text` with `extra`, and `edit` applied.
 async fn gate(extra: &str, edit: impl FnOnce(String) -> String) -> Setup {
     Setup::with_config(extra, edit).await
-}
-
-async fn jwks(addr: std::net::SocketAddr) -> JwkSet {
-    let r = get(addr, "/.well-known/jwks.json", &[]).await;
-    assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    serde_json::from_slice(&r.body).unwrap()
-}
-
-/// Verifies `jwt` as an app would: the key its header names, from `set`, for `algorithm`.
-fn verify(
-    set: &JwkSet,
-    jwt: &str,
-    algorithm: Algorithm,
-    audience: Option<&str>,
-) -> Result<Value, String> {
-    let kid = jsonwebtoken::decode_header(jwt)
-        .map_err(|e| e.to_string())?
-        .kid
-        .ok_or("no kid")?;
-    let jwk = set.find(&kid).ok_or(format!("no key {kid} in the JWKS"))?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
-    let mut validation = Validation::new(algorithm);
-    validation.set_issuer(&["authgate"]);
-    match audience {
-        // As the README says an app checks an assertion: its type, and an `aud` it must have.
-        Some(aud) => {
-            let typ = jsonwebtoken::decode_header(jwt)
-                .map_err(|e| e.to_string())?
-                .typ;
-            if typ.as_deref() != Some("authgate-assertion+jwt") {
-                return Err(format!("not an assertion: typ {typ:?}"));
-            }
-            validation.set_audience(&[aud]);
-            validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        }
-        None => validation.validate_aud = false,
-    }
-    jsonwebtoken::decode::<Value>(jwt, &key, &validation)
-        .map(|data| data.claims)
-        .map_err(|e| e.to_string())
 }
 
 fn assertion_seen(setup: &Setup) -> Option<String> {

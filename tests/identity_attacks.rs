@@ -62,37 +62,6 @@ fn last_seen(s: &Setup) -> Seen {
     s.upstream.seen().pop().expect("the app got a request")
 }
 
-async fn jwks_at(addr: std::net::SocketAddr, path: &str) -> JwkSet {
-    let r = get(addr, path, &[]).await;
-    assert_eq!(r.status, StatusCode::OK, "{path}: {r:?}");
-    serde_json::from_slice(&r.body).unwrap()
-}
-
-/// Verifies `jwt` as an app would: the key its header names, from `set`, for `algorithm`, issuer
-/// `authgate`, and the audience when one is given.
-fn verify(
-    set: &JwkSet,
-    jwt: &str,
-    algorithm: Algorithm,
-    audience: Option<&str>,
-) -> Result<Value, String> {
-    let kid = jsonwebtoken::decode_header(jwt)
-        .map_err(|e| e.to_string())?
-        .kid
-        .ok_or("no kid")?;
-    let jwk = set.find(&kid).ok_or(format!("no key {kid} in the JWKS"))?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
-    let mut validation = Validation::new(algorithm);
-    validation.set_issuer(&["authgate"]);
-    match audience {
-        Some(aud) => validation.set_audience(&[aud]),
-        None => validation.validate_aud = false,
-    }
-    jsonwebtoken::decode::<Value>(jwt, &key, &validation)
-        .map(|data| data.claims)
-        .map_err(|e| e.to_string())
-}
-
 fn b64(bytes: impl AsRef<[u8]>) -> String {
     B64.encode(bytes)
 }

@@ -1,8 +1,14 @@
 //! Keys and configuration for the tests of asymmetric tokens and the signed identity.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::SECRET;
+use http::StatusCode;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use super::{SECRET, get};
 
 /// An RSA 2048 key made once with openssl: a debug build takes seconds to make one.
 pub const RS256_PEM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rs256.pem");
@@ -43,4 +49,50 @@ pub fn asymmetric_tokens(algorithm: &str, file: &Path) -> impl FnOnce(String) ->
         file.display()
     );
     move |config| config.replace(&format!("secret = \"{SECRET}\""), &line)
+}
+
+/// The JWKS the gate at `addr` publishes.
+pub async fn jwks(addr: SocketAddr) -> JwkSet {
+    jwks_at(addr, "/.well-known/jwks.json").await
+}
+
+/// The JWKS the gate at `addr` publishes at `path`.
+pub async fn jwks_at(addr: SocketAddr, path: &str) -> JwkSet {
+    let r = get(addr, path, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{path}: {r:?}");
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+/// Verifies `jwt` as an app would: the key its header names, from `set`, for `algorithm`.
+pub fn verify(
+    set: &JwkSet,
+    jwt: &str,
+    algorithm: Algorithm,
+    audience: Option<&str>,
+) -> Result<Value, String> {
+    let kid = jsonwebtoken::decode_header(jwt)
+        .map_err(|e| e.to_string())?
+        .kid
+        .ok_or("no kid")?;
+    let jwk = set.find(&kid).ok_or(format!("no key {kid} in the JWKS"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut validation = Validation::new(algorithm);
+    validation.set_issuer(&["authgate"]);
+    match audience {
+        // As the README says an app checks an assertion: its type, and an `aud` it must have.
+        Some(aud) => {
+            let typ = jsonwebtoken::decode_header(jwt)
+                .map_err(|e| e.to_string())?
+                .typ;
+            if typ.as_deref() != Some("authgate-assertion+jwt") {
+                return Err(format!("not an assertion: typ {typ:?}"));
+            }
+            validation.set_audience(&[aud]);
+            validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        }
+        None => validation.validate_aud = false,
+    }
+    jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| e.to_string())
 }
