@@ -146,8 +146,18 @@ impl Upstream {
                 Err(failure) => return Err(failure.error),
             }
         }
-        // Boxed: connecting is rare, and its state would otherwise weigh on every request's future.
-        let mut connection = Box::pin(self.connect()).await?;
+        // Boxed: connecting is rare, and its state and code would otherwise weigh on every
+        // request's future (and on the instruction cache, BENCHMARKS.md, issue 18).
+        Box::pin(self.send_on_new(outgoing, deadline)).await
+    }
+
+    /// `send` on a new connection, when no idle one is left.
+    async fn send_on_new(
+        &self,
+        mut outgoing: Outgoing,
+        deadline: Instant,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let mut connection = self.connect().await?;
         let answer = exchange(&mut connection, &mut outgoing, deadline)
             .await
             .map_err(|failure| failure.error)?;
