@@ -251,7 +251,11 @@ fn print_banner(
                 .methods
                 .as_ref()
                 .map_or("any method".to_string(), |m| m.join(", "));
-            format!("    {:<12} {:<12} {}", r.pattern, methods, r.access)
+            let roles = match r.roles.is_empty() {
+                true => String::new(),
+                false => format!(", one of the roles {}", r.roles.join(", ")),
+            };
+            format!("    {:<12} {:<12} {}{roles}", r.pattern, methods, r.access)
         })
         .collect();
     let creds = r#"-H 'Content-Type: application/json' -d '{"username":"alice","password":"correct horse battery"}'"#;
