@@ -9,9 +9,9 @@
 # difference is what an assertion costs per request.
 # `nginx` counts nginx (one worker, the load benchmark's configuration) proxying the authenticated
 # route's very request, bearer token included. CACHE_SIM=1 also simulates the caches and branch
-# predictors and prints their misses per request. Installs valgrind and wrk (and nginx for its
-# mode) when missing; builds the release binary unless one is given. Prints the total per request
-# and the 25 functions that cost the most.
+# predictors and prints their misses per request; DUMP_INSTR=1 prints how much code a request runs.
+# Installs valgrind and wrk (and nginx for its mode) when missing; builds the release binary unless
+# one is given. Prints the total per request and the 25 functions that cost the most.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 route=${1:-auth}
@@ -26,6 +26,9 @@ if ! command -v valgrind >/dev/null || ! command -v wrk >/dev/null ||
 fi
 callgrind=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no)
 if [ -n "${CACHE_SIM:-}" ]; then callgrind+=(--cache-sim=yes --branch-sim=yes); fi
+# DUMP_INSTR=1: costs per instruction, to count the code a request runs (and kept with
+# KEEP_PROFILE, to see which bytes of a function those are).
+if [ -n "${DUMP_INSTR:-}" ]; then callgrind+=(--dump-instr=yes); fi
 cargo build --release --locked --example loadbench
 if [ -z "$binary" ]; then
   cargo build --release --locked --bin authgate
@@ -132,20 +135,32 @@ python3 - "$profile" "$requests" "$route" <<'EOF'
 import collections, re, sys
 path, requests, route = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 own = collections.Counter()
-function, after_call = None, False
+function, after_call, positions, obj = None, False, 1, None
+by_address = collections.Counter()  # with DUMP_INSTR: (object, address) -> instructions run
 for line in open(path):
-    if line.startswith("fn="):
+    if line.startswith("positions:"):
+        positions = len(line.split()) - 1  # "line", or "instr line" with DUMP_INSTR
+    elif line.startswith("ob="):
+        obj = line[3:].strip()
+    elif line.startswith("fn="):
         function = line[3:].strip()
     elif line.startswith("calls="):
         after_call = True
     elif line[:1].isdigit() or line[:1] in "+-*":
         parts = line.split()
-        if len(parts) >= 2:
+        if len(parts) > positions:
             if not after_call:
-                own[function] += int(parts[1])
+                own[function] += int(parts[positions])
+                if positions > 1 and parts[0].startswith("0x"):
+                    by_address[obj, int(parts[0], 16)] += int(parts[positions])
             after_call = False
 total = sum(own.values())
 print(f"{route} route: {requests} requests, {total / requests:,.0f} instructions per request")
+if by_address:
+    # The code a request runs: 64-byte lines holding an instruction that runs for (nearly) every
+    # request. An L1 instruction cache smaller than this is refilled for each request.
+    hot = {(o, a // 64) for (o, a), n in by_address.items() if n >= requests / 2}
+    print(f"code run per request: {len(hot)} cache lines, {len(hot) * 64 / 1024:.1f} KiB")
 events = []
 for line in open(path):
     if line.startswith("events:"):
