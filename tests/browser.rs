@@ -1141,15 +1141,11 @@ async fn the_pages_take_a_title_a_product_name_and_a_template_of_ones_own() {
 async fn with_secure_cookies_the_form_cookie_is_this_hosts_alone() {
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
+    let text = tokens_in_cookies_too(config_text(
         &upstream.url(),
         &dir.path().join("h.db"),
         "[cookies]\ndomain = \"example.com\"\n",
-    )
-    .replace(
-        "[tokens]\n",
-        "[tokens]\nlocation = [\"headers\", \"cookies\"]\n",
-    )
+    ))
     .replace("[server]\n", "[server]\nauth_prefix = \"/auth\"\n");
     let gate = Gate::start(&text).await;
     signed_in(gate.addr).await;

@@ -74,15 +74,11 @@ impl Drop for Flask {
 /// authgate in front of `app`, with the test secret and tokens taken from headers and cookies.
 async fn gate_in_front_of(app: &Flask) -> (Gate, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
+    let text = tokens_in_cookies_too(config_text(
         &app.url(),
         &dir.path().join("authgate.db"),
         "[cookies]\nsecure = false\n",
-    )
-    .replace(
-        "[tokens]\n",
-        "[tokens]\nlocation = [\"headers\", \"cookies\"]\n",
-    );
+    ));
     (Gate::start(&text).await, dir)
 }
 

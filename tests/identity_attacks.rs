@@ -221,28 +221,29 @@ async fn each_assertion_names_only_its_tokens_holder_with_that_tokens_roles() {
     s.gate.stop().await;
 }
 
-/// With a bearer token for bob and alice's cookies (or alice's token in a second Authorization
-/// header), the assertion is only ever for the one token that authenticated the request.
-#[tokio::test]
-async fn mixing_two_users_credentials_never_yields_the_others_assertion() {
+/// authgate with cookies and assertions on, bob signed in by header and alice by cookies: bob's
+/// access token and alice's cookies (the directory holds the assertion key).
+async fn bob_by_header_alice_by_cookies()
+-> (tempfile::TempDir, Setup, String, Vec<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), "EdDSA", "assertion");
     let extra = format!(
         "[cookies]\nsecure = false\n{}",
         assertions("EdDSA", &[("a1", &key)])
     );
-    let s = Setup::with_config(&extra, |c| {
-        c.replace(
-            "[tokens]\n",
-            "[tokens]\nlocation = [\"headers\", \"cookies\"]\n",
-        )
-    })
-    .await;
+    let s = Setup::with_config(&extra, tokens_in_cookies_too).await;
     let (bob, _) = s.login("bob").await;
     let creds = json!({"username": "alice", "password": "a perfectly fine password"});
     post_json(s.addr(), "/register", &creds, &[]).await;
-    let login = post_json(s.addr(), "/login", &creds, &[]).await;
-    let alice_jar = jar(&login);
+    let alice_jar = jar(&post_json(s.addr(), "/login", &creds, &[]).await);
+    (dir, s, bob, alice_jar)
+}
+
+/// With a bearer token for bob and alice's cookies (or alice's token in a second Authorization
+/// header), the assertion is only ever for the one token that authenticated the request.
+#[tokio::test]
+async fn mixing_two_users_credentials_never_yields_the_others_assertion() {
+    let (_dir, s, bob, alice_jar) = bob_by_header_alice_by_cookies().await;
     let alice_access = value(&alice_jar, "access_token_cookie").to_string();
     let cookie = cookie_header(&alice_jar);
     let set = jwks_at(s.addr(), JWKS).await;
@@ -727,23 +728,7 @@ async fn the_jwks_path_spellings_methods_and_prefix() {
 /// secret, nothing private.
 #[tokio::test]
 async fn the_jwks_is_the_same_for_everyone_and_sets_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = key_file(dir.path(), "EdDSA", "assertion");
-    let extra = format!(
-        "[cookies]\nsecure = false\n{}",
-        assertions("EdDSA", &[("a1", &key)])
-    );
-    let s = Setup::with_config(&extra, |c| {
-        c.replace(
-            "[tokens]\n",
-            "[tokens]\nlocation = [\"headers\", \"cookies\"]\n",
-        )
-    })
-    .await;
-    let (bob, _) = s.login("bob").await;
-    let creds = json!({"username": "alice", "password": "a perfectly fine password"});
-    post_json(s.addr(), "/register", &creds, &[]).await;
-    let alice_jar = jar(&post_json(s.addr(), "/login", &creds, &[]).await);
+    let (_dir, s, bob, alice_jar) = bob_by_header_alice_by_cookies().await;
     // An expired access cookie and a live refresh cookie: what triggers a silent refresh elsewhere.
     let mut expired = payload(value(&alice_jar, "access_token_cookie"));
     expired["exp"] = json!(now() - 100);

@@ -931,11 +931,7 @@ async fn a_removed_role_lasts_until_the_access_token_expires_and_the_next_refres
 #[tokio::test]
 async fn the_browser_silent_refresh_applies_the_stores_roles() {
     let s = Setup::with_config(&format!("[cookies]\nsecure = false\n{ROUTES}"), |c| {
-        c.replace(
-            "[tokens]\n",
-            "[tokens]\nlocation = [\"headers\", \"cookies\"]\n",
-        )
-        .replace("[server]\n", "[server]\nauth_prefix = \"/auth\"\n")
+        tokens_in_cookies_too(c).replace("[server]\n", "[server]\nauth_prefix = \"/auth\"\n")
     })
     .await;
     register_and_login(s.addr(), "/auth", "carol").await;
@@ -1048,11 +1044,7 @@ async fn the_browser_silent_refresh_applies_the_stores_roles() {
 #[tokio::test]
 async fn a_disabled_user_can_neither_refresh_nor_renew_silently() {
     let s = Setup::with_config(&format!("[cookies]\nsecure = false\n{ROUTES}"), |c| {
-        c.replace(
-            "[tokens]\n",
-            "[tokens]\nlocation = [\"headers\", \"cookies\"]\n",
-        )
-        .replace("[store]\n", "[store]\ncatch_up_interval = \"1s\"\n")
+        tokens_in_cookies_too(c).replace("[store]\n", "[store]\ncatch_up_interval = \"1s\"\n")
     })
     .await;
     register_and_login(s.addr(), "", "carol").await;

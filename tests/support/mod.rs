@@ -607,6 +607,14 @@ pub async fn gate_in_front_of(port: u16) -> (Gate, tempfile::TempDir) {
     (Gate::start(&config).await, dir)
 }
 
+/// `config` with tokens taken from cookies as well as headers (the browser flow's setting).
+pub fn tokens_in_cookies_too(config: String) -> String {
+    config.replace(
+        "[tokens]\n",
+        "[tokens]\nlocation = [\"headers\", \"cookies\"]\n",
+    )
+}
+
 /// A test config with one worker, so one upstream pool serves every request.
 pub fn one_worker(config: String) -> String {
     config.replace("[server]\n", "[server]\nworkers = 1\n")
