@@ -724,22 +724,6 @@ async fn refresh_by_cookie_needs_the_refresh_csrf_and_sets_new_cookies() {
     );
 }
 
-/// The access cookie of `jar`, re-signed as expired a minute ago.
-fn expired_access(jar: &[(String, String)]) -> String {
-    let mut claims = payload(value(jar, "access_token_cookie"));
-    claims["iat"] = json!(now() - 1000);
-    claims["nbf"] = json!(now() - 1000);
-    claims["exp"] = json!(now() - 60);
-    sign(&claims)
-}
-
-fn with_access(jar: &[(String, String)], access: &str) -> String {
-    let mut jar = jar.to_vec();
-    jar.retain(|(n, _)| n != "access_token_cookie");
-    jar.push(("access_token_cookie".into(), access.into()));
-    cookie_header(&jar)
-}
-
 #[tokio::test]
 async fn an_expired_access_cookie_is_renewed_in_line_by_the_refresh_cookie() {
     let s = browser_gate(r#"["headers", "cookies"]"#, "").await;

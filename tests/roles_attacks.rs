@@ -950,19 +950,7 @@ async fn the_browser_silent_refresh_applies_the_stores_roles() {
     set_roles(&s, "carol", &[]).await;
     // The live access cookie still carries billing (by design); once expired, the silent
     // refresh reads the store: 403 with the renewed cookies, nothing forwarded.
-    let expired = {
-        let mut c = payload(value(&jar0, "access_token_cookie"));
-        c["iat"] = json!(now() - 1000);
-        c["nbf"] = json!(now() - 1000);
-        c["exp"] = json!(now() - 60);
-        sign(&c)
-    };
-    let with_access = |jar: &[(String, String)], access: &str| {
-        let mut jar = jar.to_vec();
-        jar.retain(|(n, _)| n != "access_token_cookie");
-        jar.push(("access_token_cookie".into(), access.into()));
-        cookie_header(&jar)
-    };
+    let expired = expired_access(&jar0);
     let before = s.upstream.seen().len();
     let r = get(
         s.addr(),
@@ -997,13 +985,7 @@ async fn the_browser_silent_refresh_applies_the_stores_roles() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
     // A state-changing request by cookie with a method override, silently refreshed.
     let csrf = value(&jar1, "csrf_access_token").to_string();
-    let stale1 = {
-        let mut c = payload(value(&jar1, "access_token_cookie"));
-        c["exp"] = json!(now() - 60);
-        c["iat"] = json!(now() - 1000);
-        c["nbf"] = json!(now() - 1000);
-        sign(&c)
-    };
+    let stale1 = expired_access(&jar1);
     let r = send(
         s.addr(),
         request(
@@ -1023,13 +1005,7 @@ async fn the_browser_silent_refresh_applies_the_stores_roles() {
     // Granted a role meanwhile: the silent refresh brings it to the app.
     set_roles(&s, "carol", &["admin"]).await;
     let jar2 = merged(&jar1, &jar(&r));
-    let stale2 = {
-        let mut c = payload(value(&jar2, "access_token_cookie"));
-        c["exp"] = json!(now() - 60);
-        c["iat"] = json!(now() - 1000);
-        c["nbf"] = json!(now() - 1000);
-        sign(&c)
-    };
+    let stale2 = expired_access(&jar2);
     let r = get(
         s.addr(),
         "/ops/x",

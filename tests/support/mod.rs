@@ -714,6 +714,23 @@ pub fn value<'a>(jar: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} in {jar:?}"))
 }
 
+/// The access cookie of `jar`, re-signed as expired a minute ago.
+pub fn expired_access(jar: &[(String, String)]) -> String {
+    let mut claims = payload(value(jar, "access_token_cookie"));
+    claims["iat"] = json!(now() - 1000);
+    claims["nbf"] = json!(now() - 1000);
+    claims["exp"] = json!(now() - 60);
+    sign(&claims)
+}
+
+/// The `Cookie` header of `jar` with `access` as its access cookie.
+pub fn with_access(jar: &[(String, String)], access: &str) -> String {
+    let mut jar = jar.to_vec();
+    jar.retain(|(n, _)| n != "access_token_cookie");
+    jar.push(("access_token_cookie".into(), access.into()));
+    cookie_header(&jar)
+}
+
 /// A header name as CGI, WSGI, PHP and friends read it: lower case, any mark read as `-`.
 pub fn fold(name: &str) -> String {
     name.bytes()
