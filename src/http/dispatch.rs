@@ -130,12 +130,13 @@ pub(crate) fn handle(
     async move {
         // A silent refresh ends in an ordinary forward, so that there is one call of `send`
         // (which the compiler then inlines into the proxied path).
-        let next = match next {
+        let ready = match next {
+            Ok(Next::Ready(ready)) => Ok(ready),
             Ok(Next::Refresh(pending)) => Box::pin(renew(&gate, &forwarder, &peer, *pending)).await,
-            next => next,
+            Err(e) => Err(e),
         };
-        let answered = match next {
-            Ok(Next::Forward(outgoing, extras)) => {
+        let answered = match ready {
+            Ok(Ready::Forward(outgoing, extras)) => {
                 let (upgrade, set_cookies) = match extras {
                     None => (None, None),
                     Some(extras) => {
@@ -156,8 +157,7 @@ pub(crate) fn handle(
             }
             // Boxed: the state of the rare paths (hashing, store calls) would otherwise be copied
             // with every proxied request's future.
-            Ok(Next::Local(local)) => Box::pin(answer_locally(&gate, *local)).await,
-            Ok(Next::Refresh(_)) => unreachable!("renewed above"),
+            Ok(Ready::Local(local)) => Box::pin(answer_locally(&gate, *local)).await,
             Err(e) => Err(e),
         };
         let (outcome, response) = match answered {
@@ -200,15 +200,21 @@ fn log_request(
 
 /// What a request leads to, once everything that needs no waiting is done.
 enum Next {
+    Ready(Ready),
+    /// A browser's request whose access cookie is missing or expired, but whose refresh cookie
+    /// may renew the session: refreshed, then forwarded (silent refresh). Renewing gives a
+    /// `Ready`, so a request is refreshed at most once, by its type.
+    Refresh(Box<Pending>),
+}
+
+/// A request ready to be answered.
+enum Ready {
     /// Allowed through: the request as the upstream gets it, and what little else some requests
     /// bring (a switch of protocols, a renewed session's cookies).
     Forward(Outgoing, Option<Box<Extras>>),
     /// For authgate itself to answer. Boxed, so that every proxied request's future (which holds
-    /// a `Next`, and is moved into place whole) is a quarter of the size.
+    /// a `Ready`, and is moved into place whole) is a quarter of the size.
     Local(Box<Local>),
-    /// A browser's request whose access cookie is missing or expired, but whose refresh cookie
-    /// may renew the session: refreshed, then forwarded (silent refresh).
-    Refresh(Box<Pending>),
 }
 
 /// A request waiting for its session to be refreshed, and where it goes then.
@@ -269,30 +275,34 @@ fn decide(
         Class::Health => {
             log.path = gate.config.health_path.clone();
             let response = json_response(StatusCode::OK, &json!({ "status": "ok" }));
-            Ok(Next::Local(Box::new(Local::Answer("health", response))))
+            Ok(Next::Ready(Ready::Local(Box::new(Local::Answer(
+                "health", response,
+            )))))
         }
         Class::Ready => {
             log.path = gate.config.ready_path.clone();
-            Ok(Next::Local(Box::new(Local::Ready)))
+            Ok(Next::Ready(Ready::Local(Box::new(Local::Ready))))
         }
         Class::Jwks => {
             log.path = format!("{}{JWKS_PATH}", gate.config.auth_prefix);
             let body = gate.jwks.clone().unwrap_or_default();
-            Ok(Next::Local(Box::new(Local::Answer(
+            Ok(Next::Ready(Ready::Local(Box::new(Local::Answer(
                 "jwks",
                 jwks_response(body),
-            ))))
+            )))))
         }
         Class::Page(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
-            Ok(Next::Local(Box::new(Local::Page(endpoint, request))))
+            Ok(Next::Ready(Ready::Local(Box::new(Local::Page(
+                endpoint, request,
+            )))))
         }
         Class::Endpoint(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
             let client = relayed(gate, peer, &request).map_or(peer.addr.ip(), |r| r.client);
-            Ok(Next::Local(Box::new(Local::Endpoint(
+            Ok(Next::Ready(Ready::Local(Box::new(Local::Endpoint(
                 endpoint, request, client,
-            ))))
+            )))))
         }
         Class::Proxy {
             path_and_query,
@@ -358,7 +368,7 @@ fn decide(
                 })
             });
             record(log, path_and_query, claims);
-            Ok(Next::Forward(outgoing, extras))
+            Ok(Next::Ready(Ready::Forward(outgoing, extras)))
         }
     }
 }
@@ -409,7 +419,7 @@ async fn renew(
     forwarder: &Forwarder,
     peer: &Peer,
     pending: Pending,
-) -> Result<Next, ApiError> {
+) -> Result<Ready, ApiError> {
     let Pending {
         mut request,
         path_and_query,
@@ -429,7 +439,7 @@ async fn renew(
     if !gate.config.routes.permits(&decision, claims.roles()) {
         let mut refusal = ApiError::Forbidden.into_response();
         session_cookies::attach(&mut refusal, session_cookies::for_pair(&gate.config, &pair));
-        return Ok(Next::Local(Box::new(Local::Answer(
+        return Ok(Ready::Local(Box::new(Local::Answer(
             ApiError::Forbidden.outcome(),
             refusal,
         ))));
@@ -451,7 +461,7 @@ async fn renew(
         switch,
         set_cookies: Some(session_cookies::for_pair(&gate.config, &pair)),
     };
-    Ok(Next::Forward(outgoing, Some(Box::new(extras))))
+    Ok(Ready::Forward(outgoing, Some(Box::new(extras))))
 }
 
 /// Rotates the request's refresh cookie: the new pair and its access token's claims.
