@@ -10,7 +10,9 @@
 # `nginx` counts nginx (one worker, the load benchmark's configuration) proxying the authenticated
 # route's very request, bearer token included. CACHE_SIM=1 also simulates the caches and branch
 # predictors and prints their misses per request; DUMP_INSTR=1 prints how much code a request runs.
-# Installs valgrind and wrk (and nginx for its mode) when missing; builds the release binary unless
+# APP=nginx puts the second configuration's app behind the proxy (nginx answering itself) instead
+# of loadbench's Rust upstream: its answers carry `Connection: keep-alive`, as many apps' do.
+# Installs valgrind and wrk (and nginx for its mode or app) when missing; builds the release binary unless
 # one is given. Prints the total per request and the 25 functions that cost the most.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ route=${1:-auth}
 binary=${2:-}
 
 if ! command -v valgrind >/dev/null || ! command -v wrk >/dev/null ||
-  { [ "$route" = nginx ] && ! command -v nginx >/dev/null; }; then
+  { { [ "$route" = nginx ] || [ "${APP:-}" = nginx ]; } && ! command -v nginx >/dev/null; }; then
   echo "== installing valgrind, wrk and nginx" >&2
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
@@ -41,9 +43,34 @@ cleanup() { kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 [ -n "${KEEP_PROFILE:-}" ] && trap 'kill -9 "${pids[@]}" 2>/dev/null; cp "$work"/callgrind.*.* "$KEEP_PROFILE"; rm -rf "$work"' EXIT
 
-target/release/examples/loadbench upstream >"$work/upstream.port" &
-pids+=($!)
-while [ ! -s "$work/upstream.port" ]; do sleep 0.05; done
+if [ "${APP:-}" = nginx ]; then
+  # The second configuration's app: nginx answering itself, with the headers nginx sends
+  # (Server, Date, Content-Type, Content-Length, Connection: keep-alive).
+  app_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir "$work/app"
+  cat >"$work/app.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $work/app/error.log warn;
+pid $work/app/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/app/body; proxy_temp_path $work/app/proxy;
+  fastcgi_temp_path $work/app/fastcgi; uwsgi_temp_path $work/app/uwsgi; scgi_temp_path $work/app/scgi;
+  server { listen 127.0.0.1:$app_port; location / { return 200 "ok\n"; } }
+}
+NGINX
+  nginx -c "$work/app.conf" -p "$work/app" >"$work/app.log" 2>&1 &
+  pids+=($!)
+  echo "$app_port" >"$work/upstream.port"
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$app_port/" >/dev/null && break; sleep 0.05; done
+else
+  target/release/examples/loadbench upstream >"$work/upstream.port" &
+  pids+=($!)
+  while [ ! -s "$work/upstream.port" ]; do sleep 0.05; done
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$work/authgate.toml" <<EOF
 [server]
