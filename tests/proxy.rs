@@ -271,6 +271,69 @@ async fn upstream_connections_are_pooled_and_reused() {
     );
 }
 
+/// The app's `Connection` options reach the client in no form. `keep-alive` and `close` are read:
+/// a `close`, in any case and among other options, keeps its connection out of the pool. The
+/// fields a `Connection` names go with it, and with `Keep-Alive`.
+#[tokio::test]
+async fn the_apps_connection_options_are_read_and_never_passed_on() {
+    let (port, accepted) = raw_upstream(|mut stream, _| async move {
+        while let Some(head) = read_request_head(&mut stream).await {
+            let connection = if head.contains("/close") {
+                "keep-alive, CLOSE"
+            } else if head.contains("/named") {
+                "keep-alive, X-Hop"
+            } else {
+                "Keep-Alive"
+            };
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nConnection: {connection}\r\nKeep-Alive: timeout=5\r\n\
+                 X-Hop: 1\r\nX-Kept: 1\r\ncontent-length: 2\r\n\r\nok"
+            );
+            if stream.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let (gate, _dir) = gate_in_front_of(port).await;
+    let passed_on = |r: &Answer| {
+        let mut names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        names.retain(|&n| n.starts_with("x-") || n == "connection" || n == "keep-alive");
+        names.sort_unstable();
+        names.join(" ")
+    };
+    let plain = get(gate.addr, "/public/plain", &[]).await;
+    assert_eq!(
+        (plain.status, passed_on(&plain).as_str()),
+        (StatusCode::OK, "x-hop x-kept")
+    );
+    let named = get(gate.addr, "/public/named", &[]).await;
+    assert_eq!(
+        (named.status, passed_on(&named).as_str()),
+        (StatusCode::OK, "x-kept")
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "keep-alive: one connection"
+    );
+    let close = get(gate.addr, "/public/close", &[]).await;
+    assert_eq!(
+        (close.status, passed_on(&close).as_str()),
+        (StatusCode::OK, "x-hop x-kept")
+    );
+    assert_eq!(
+        get(gate.addr, "/public/plain", &[]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the connection that answered `close` was not used again"
+    );
+    gate.stop().await;
+}
+
 /// An upstream that closes each keep-alive connection soon after answering, as apps with a short
 /// idle timeout do: the pooled connection is found closed and the next request goes out on a new
 /// one, never failing.

@@ -64,14 +64,24 @@ pub(super) fn parse_head(
         let bytes = read.split_to(length).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
         // Noted on the way, so that most answers need no lookup for them.
-        let (mut coded, mut connection, mut length) = (false, false, Ok(None));
+        let (mut coded, mut connection, mut close, mut length) = (false, false, false, Ok(None));
         for &(name, name_len, value, value_len) in &spans {
             let (name, value) = (name as usize, value as usize);
             let (name_len, value_len) = (name_len as usize, value_len as usize);
             let name = HeaderName::from_bytes(&bytes[name..name + name_len])
                 .map_err(|_| UpstreamError::Invalid("bad header name"))?;
             coded |= name == header::TRANSFER_ENCODING;
-            connection |= name == header::CONNECTION;
+            if name == header::CONNECTION {
+                // `keep-alive` and `close` speak of this connection alone: noted and not kept,
+                // so that the usual answer has no hop-by-hop field left to remove. A field with
+                // any other option (`upgrade`, a field's name) is kept, for the switch's check
+                // and for the removal of what it names.
+                if let Some(closes) = keep_alive_or_close(&bytes[value..value + value_len]) {
+                    close |= closes;
+                    continue;
+                }
+                connection = true;
+            }
             if name == header::CONTENT_LENGTH {
                 length = content_length(length, &bytes[value..value + value_len]);
             }
@@ -81,7 +91,8 @@ pub(super) fn parse_head(
         }
 
         let (framing, delimited) = framing(status, &mut headers, coded, length, outgoing)?;
-        let reusable = delimited && !http10 && !(connection && asks_to_close(&headers));
+        close |= connection && asks_to_close(&headers);
+        let reusable = delimited && !http10 && !close;
         let mut head = Response::new(());
         *head.status_mut() = status;
         *head.version_mut() = Version::HTTP_11;
@@ -182,6 +193,22 @@ fn content_length(
     Ok(length)
 }
 
+/// For a `Connection` value whose every option is `keep-alive` or `close` (in any case, with
+/// optional blanks, RFC 9110 §7.6.1): whether one is `close`. `None` for any other value.
+fn keep_alive_or_close(value: &[u8]) -> Option<bool> {
+    let mut close = false;
+    for option in value.split(|&b| b == b',') {
+        // httparse lets no blank but space and tab into a value.
+        let option = option.trim_ascii();
+        if option.eq_ignore_ascii_case(b"close") {
+            close = true;
+        } else if !option.is_empty() && !option.eq_ignore_ascii_case(b"keep-alive") {
+            return None;
+        }
+    }
+    Some(close)
+}
+
 fn asks_to_close(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::CONNECTION)
@@ -206,6 +233,31 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// `keep-alive` and `close` are noted and their field dropped; a field with any other option
+    /// is kept, for the switch's check and for the removal of the fields it names.
+    #[test]
+    fn connection_fields_of_keep_alive_or_close_are_noted_not_kept() {
+        let get = outgoing(Method::GET);
+        let parse = |connection: &str| {
+            let wire =
+                format!("HTTP/1.1 200 OK\r\nConnection: {connection}\r\nContent-Length: 0\r\n\r\n");
+            let answer = parse_head(&mut BytesMut::from(wire.as_bytes()), &get)
+                .unwrap()
+                .unwrap();
+            let kept = answer.head.headers().get_all(header::CONNECTION).iter();
+            (kept.count(), answer.reusable)
+        };
+        assert_eq!(parse("keep-alive"), (0, true));
+        assert_eq!(parse("Keep-Alive ,\t"), (0, true));
+        assert_eq!(parse(""), (0, true));
+        assert_eq!(parse("close"), (0, false));
+        assert_eq!(parse("keep-alive, CLOSE"), (0, false));
+        assert_eq!(parse("keep-alive, x-hop"), (1, true));
+        assert_eq!(parse("x-hop, close"), (1, false));
+        assert_eq!(parse("upgrade"), (1, true));
+        assert_eq!(parse("closed"), (1, true));
     }
 
     #[test]
