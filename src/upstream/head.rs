@@ -68,8 +68,12 @@ pub(super) fn parse_head(
         for &(name, name_len, value, value_len) in &spans {
             let (name, value) = (name as usize, value as usize);
             let (name_len, value_len) = (name_len as usize, value_len as usize);
-            let name = HeaderName::from_bytes(&bytes[name..name + name_len])
-                .map_err(|_| UpstreamError::Invalid("bad header name"))?;
+            let name = &bytes[name..name + name_len];
+            let name = match common_name(name) {
+                Some(name) => name,
+                None => HeaderName::from_bytes(name)
+                    .map_err(|_| UpstreamError::Invalid("bad header name"))?,
+            };
             coded |= name == header::TRANSFER_ENCODING;
             if name == header::CONNECTION {
                 // `keep-alive` and `close` speak of this connection alone: noted and not kept,
@@ -103,6 +107,28 @@ pub(super) fn parse_head(
             reusable,
         }));
     }
+}
+
+/// The names nearly every answer carries, spelt as servers write them: found by one comparison,
+/// where `HeaderName::from_bytes` folds the name to lower case and then looks it up among all the
+/// standard names (about 150 instructions for each name of a mixed-case answer, a quarter of
+/// reading an nginx answer's head; BENCHMARKS.md, issue 18).
+fn common_name(name: &[u8]) -> Option<HeaderName> {
+    Some(match name {
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Date" | b"date" => header::DATE,
+        b"Server" | b"server" => header::SERVER,
+        b"Connection" | b"connection" => header::CONNECTION,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"ETag" | b"etag" => header::ETAG,
+        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
+        b"Vary" | b"vary" => header::VARY,
+        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
+        b"Location" | b"location" => header::LOCATION,
+        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
+        _ => return None,
+    })
 }
 
 /// How the answer's body ends, and whether that end is clear enough to reuse the connection.
@@ -258,6 +284,32 @@ mod tests {
         assert_eq!(parse("x-hop, close"), (1, false));
         assert_eq!(parse("upgrade"), (1, true));
         assert_eq!(parse("closed"), (1, true));
+    }
+
+    /// The shortcut gives what `HeaderName::from_bytes` would, in both spellings.
+    #[test]
+    fn common_names_are_the_standard_ones() {
+        for name in [
+            "Content-Type",
+            "Content-Length",
+            "Date",
+            "Server",
+            "Connection",
+            "Cache-Control",
+            "ETag",
+            "Last-Modified",
+            "Vary",
+            "Set-Cookie",
+            "Location",
+            "Transfer-Encoding",
+        ] {
+            for spelt in [name.to_string(), name.to_ascii_lowercase()] {
+                let standard = HeaderName::from_bytes(spelt.as_bytes()).unwrap();
+                assert_eq!(common_name(spelt.as_bytes()), Some(standard), "{spelt}");
+            }
+        }
+        assert_eq!(common_name(b"CONTENT-TYPE"), None);
+        assert_eq!(common_name(b"X-Date"), None);
     }
 
     #[test]
