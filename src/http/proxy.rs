@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -139,7 +140,7 @@ impl Forwarder {
         self.upstream.prune_idle();
     }
 
-    /// Sends a request `rewrite` made to the upstream. The answer streams back with its
+    /// Sends a request `rewrite` made to the upstream at `now`. The answer streams back with its
     /// hop-by-hop headers removed.
     ///
     /// A WebSocket handshake keeps its `Upgrade` header; when the upstream completes it with a
@@ -149,8 +150,9 @@ impl Forwarder {
         &self,
         outgoing: Outgoing,
         upgrade: Option<Upgrade>,
+        now: Instant,
     ) -> Result<Response<Outbound>, ApiError> {
-        let mut response = self.upstream.send(outgoing).await?;
+        let mut response = self.upstream.send(outgoing, now).await?;
         if let (Some(upgrade), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, response.status()) {
             return Ok(join_upgraded(upgrade, response).map(Outbound::Boxed));
         }

@@ -126,7 +126,9 @@ impl Upstream {
         self.idle.prune(Instant::now());
     }
 
-    /// Sends `outgoing` on an idle connection, or a new one when none is left.
+    /// Sends `outgoing` on an idle connection, or a new one when none is left; `now` is when it is
+    /// handed over (the caller's reading of the clock, which is slow to read in some VMs), from
+    /// which its answer has `upstream.timeout` to begin.
     ///
     /// When an idle connection turns out to be closed under the request, the request goes out
     /// again on the next one if the app cannot have seen it: nothing of it was written, or it has
@@ -134,8 +136,8 @@ impl Upstream {
     pub async fn send(
         &self,
         mut outgoing: Outgoing,
+        now: Instant,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let now = Instant::now();
         let deadline = now + self.timeout;
         while let Some(mut connection) = self.idle.take(now) {
             match exchange(&mut connection, &mut outgoing, deadline).await {
