@@ -4,7 +4,7 @@
 # plain `cargo build --release` instead), builds the benchmark, and runs
 #   (a) direct, (b) nginx, (c) authgate authenticated, (d) authgate public,
 # then the login-flood isolation, memory and start-up with one million revocations, and last the
-# second configuration: nginx as the app, wrk -t1 (alone: loadbench nginx-app BINARY).
+# second configuration: nginx as the app, wrk -t1 (alone: loadbench nginx-app BINARY [PAIRS]).
 # Extra arguments go to the benchmark: --duration SECONDS (10), --connections N (32), --threads N (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,8 +6,8 @@
 //! million revocations in the store.
 //!
 //! Then the second configuration, where nginx serves the app's answer itself and wrk has one
-//! thread (`nginx_app`; alone: `loadbench nginx-app BINARY`), since a result that flips with the
-//! harness is not a result.
+//! thread (`nginx_app`; alone, with as many pairs as wanted: `loadbench nginx-app BINARY
+//! [PAIRS]`), since a result that flips with the harness is not a result.
 //!
 //! Run it with `bench/load.sh` (which installs wrk and nginx and makes the profile-guided release
 //! build of authgate). The same binary, started as `loadbench upstream`, is the fast upstream, so
@@ -50,7 +50,9 @@ fn main() {
         (Some("refreshes"), Some(binary), database) => {
             return refreshes(Path::new(binary), database.map(String::as_str));
         }
-        (Some("nginx-app"), Some(binary), None) => {
+        (Some("nginx-app"), Some(binary), pairs) => {
+            let pairs = pairs.map_or(Some(3), |p| p.parse().ok().filter(|&p| p >= 1));
+            let pairs = pairs.unwrap_or_else(|| usage());
             let dir = tempfile::tempdir().unwrap();
             let (_upstream, upstream_port) = start_upstream();
             let gate_port = free_port();
@@ -59,7 +61,7 @@ fn main() {
             wait_ready(gate_port);
             let token = bench_token(gate_port);
             drop(gate);
-            return nginx_app(Path::new(binary), dir.path(), &token);
+            return nginx_app(Path::new(binary), dir.path(), &token, pairs);
         }
         (Some("train"), Some(binary), seconds) => {
             let seconds = seconds.map_or(Some(8), |s| s.parse().ok());
@@ -91,7 +93,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: loadbench [--duration SECONDS] [--connections N] [--threads N] [--authgate BINARY]\n\
-         \x20      loadbench nginx-app BINARY\n\
+         \x20      loadbench nginx-app BINARY [PAIRS]\n\
          \x20      loadbench train BINARY [SECONDS]\n\
          \x20      loadbench logouts BINARY before|after [COUNT]\n\
          \x20      loadbench refreshes BINARY [POSTGRES_URL]\n\
@@ -826,7 +828,7 @@ fn orchestrate(settings: &Settings) {
     drop(nginx);
     drop(upstream);
 
-    nginx_app(&authgate_bin, dir.path(), &token);
+    nginx_app(&authgate_bin, dir.path(), &token, 3);
 }
 
 /// Registers the benchmark's user at the gate on `port` and logs in: its access token.
@@ -842,9 +844,9 @@ fn bench_token(port: u16) -> String {
 /// The second configuration: nginx serves a small static answer as the app (one worker, as a
 /// small app would have), nginx as a plain reverse proxy in front of it (a worker per core,
 /// upstream keep-alive 64, HTTP/1.1, no access log) against authgate on the same request with
-/// the same bearer token, `wrk -t1 -c32 -d8s`, three back-to-back pairs. CPU per request counts
+/// the same bearer token, `wrk -t1 -c32 -d8s`, `pairs` back-to-back pairs (three in a full run). CPU per request counts
 /// the proxy and the app.
-fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str) {
+fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str, pairs: usize) {
     let settings = Settings {
         duration: 8,
         connections: 32,
@@ -921,23 +923,46 @@ fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str) {
             }
         )
     };
-    let (mut speed, mut cpu) = (Vec::new(), Vec::new());
-    for pair in 1..=3 {
-        let b = measure(&format!("http://127.0.0.1:{proxy_port}/api/x"), &proxy_pids);
+    let (mut speed, mut cpu, mut own) = (Vec::new(), Vec::new(), Vec::new());
+    let via_nginx = format!("http://127.0.0.1:{proxy_port}/api/x");
+    let via_gate = format!("http://127.0.0.1:{gate_port}/api/x");
+    for pair in 1..=pairs {
+        // Past the first three pairs, every other pair measures authgate first, so that a drift
+        // of the machine over the run weighs on both sides alike.
+        let (b, c) = if pair > 3 && pair % 2 == 0 {
+            let c = measure(&via_gate, &gate_pids);
+            (measure(&via_nginx, &proxy_pids), c)
+        } else {
+            let b = measure(&via_nginx, &proxy_pids);
+            (b, measure(&via_gate, &gate_pids))
+        };
         row(&format!("(b) nginx, pair {pair}"), &b);
-        let c = measure(&format!("http://127.0.0.1:{gate_port}/api/x"), &gate_pids);
         row(&format!("(c) authgate, pair {pair}"), &c);
-        let ((b, _), (c, _)) = (b, c);
+        let ((b, b_app), (c, c_app)) = (b, c);
         speed.push(c.load.per_second / b.load.per_second);
         cpu.push(c.cpu_ms_per_1000 / b.cpu_ms_per_1000);
+        own.push((c.cpu_ms_per_1000 - c_app.0) / (b.cpu_ms_per_1000 - b_app.0));
     }
     println!(
-        "second configuration, c/b in three pairs: requests/s median {:.2} ({}), CPU per request median {:.2} ({})",
+        "second configuration, c/b in {pairs} pairs: requests/s median {:.2} ({}), CPU per request median {:.2} ({})",
         median(&speed),
         listed(&speed, ""),
         median(&cpu),
         listed(&cpu, ""),
     );
+    println!(
+        "the proxy's own CPU per request (the app's taken out), c/b median {:.2} ({})",
+        median(&own),
+        listed(&own, ""),
+    );
+    if pairs > 3 {
+        let first = |v: &[f64]| median(&v[..3]);
+        println!(
+            "the first three pairs alone: requests/s median {:.2}, CPU per request median {:.2}",
+            first(&speed),
+            first(&cpu),
+        );
+    }
     drop(gate);
     drop(proxy);
     drop(app);
