@@ -43,25 +43,32 @@ cleanup() { kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 [ -n "${KEEP_PROFILE:-}" ] && trap 'kill -9 "${pids[@]}" 2>/dev/null; cp "$work"/callgrind.*.* "$KEEP_PROFILE"; rm -rf "$work"' EXIT
 
-if [ "${APP:-}" = nginx ]; then
-  # The second configuration's app: nginx answering itself, with the headers nginx sends
-  # (Server, Date, Content-Type, Content-Length, Connection: keep-alive).
-  app_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  mkdir "$work/app"
-  cat >"$work/app.conf" <<NGINX
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# nginx's configuration as $work/$1.conf: one process, its files under $work/$1, and $2 for the
+# servers and upstreams of its http block.
+nginx_conf() {
+  mkdir "$work/$1"
+  cat >"$work/$1.conf" <<NGINX
 daemon off;
 master_process off;
 worker_processes 1;
-error_log $work/app/error.log warn;
-pid $work/app/nginx.pid;
+error_log $work/$1/error.log warn;
+pid $work/$1/nginx.pid;
 events { worker_connections 1024; }
 http {
   access_log off;
-  client_body_temp_path $work/app/body; proxy_temp_path $work/app/proxy;
-  fastcgi_temp_path $work/app/fastcgi; uwsgi_temp_path $work/app/uwsgi; scgi_temp_path $work/app/scgi;
-  server { listen 127.0.0.1:$app_port; location / { return 200 "ok\n"; } }
+  client_body_temp_path $work/$1/body; proxy_temp_path $work/$1/proxy;
+  fastcgi_temp_path $work/$1/fastcgi; uwsgi_temp_path $work/$1/uwsgi; scgi_temp_path $work/$1/scgi;
+  $2
 }
 NGINX
+}
+
+if [ "${APP:-}" = nginx ]; then
+  # The second configuration's app: nginx answering itself, with the headers nginx sends
+  # (Server, Date, Content-Type, Content-Length, Connection: keep-alive).
+  app_port=$(free_port)
+  nginx_conf app "server { listen 127.0.0.1:$app_port; location / { return 200 \"ok\\n\"; } }"
   nginx -c "$work/app.conf" -p "$work/app" >"$work/app.log" 2>&1 &
   pids+=($!)
   echo "$app_port" >"$work/upstream.port"
@@ -71,7 +78,7 @@ else
   pids+=($!)
   while [ ! -s "$work/upstream.port" ]; do sleep 0.05; done
 fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 cat >"$work/authgate.toml" <<EOF
 [server]
 listen = "127.0.0.1:$port"
@@ -121,26 +128,12 @@ token=$(curl -sf -XPOST -H 'Content-Type: application/json' -d "$creds" "$base/l
 headers=(); url="$base/public/x"
 if [ "$route" != public ]; then headers=(-H "Authorization: Bearer $token"); url="$base/api/x"; fi
 if [ "$route" = nginx ]; then
-  nginx_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  mkdir "$work/nginx"
-  cat >"$work/nginx.conf" <<NGINX
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $work/nginx/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
-  upstream app { server 127.0.0.1:$(cat "$work/upstream.port"); keepalive 64; }
+  nginx_port=$(free_port)
+  nginx_conf nginx "upstream app { server 127.0.0.1:$(cat "$work/upstream.port"); keepalive 64; }
   server {
     listen 127.0.0.1:$nginx_port;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-NGINX
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+  }"
   "${callgrind[@]}" --callgrind-out-file="$work/callgrind.%p" \
     nginx -c "$work/nginx.conf" -p "$work/nginx" >"$work/nginx.log" 2>&1 &
   vg=$!
