@@ -215,6 +215,11 @@ enum Next {
     Refresh(Box<Pending>),
 }
 
+/// A request for authgate itself to answer.
+fn local(answer: Local) -> Result<Next, ApiError> {
+    Ok(Next::Ready(Ready::Local(Box::new(answer))))
+}
+
 /// A request ready to be answered.
 enum Ready {
     /// Allowed through: the request as the upstream gets it, and what little else some requests
@@ -283,34 +288,25 @@ fn decide(
         Class::Health => {
             log.path = gate.config.health_path.clone();
             let response = json_response(StatusCode::OK, &json!({ "status": "ok" }));
-            Ok(Next::Ready(Ready::Local(Box::new(Local::Answer(
-                "health", response,
-            )))))
+            local(Local::Answer("health", response))
         }
         Class::Ready => {
             log.path = gate.config.ready_path.clone();
-            Ok(Next::Ready(Ready::Local(Box::new(Local::Ready))))
+            local(Local::Ready)
         }
         Class::Jwks => {
             log.path = format!("{}{JWKS_PATH}", gate.config.auth_prefix);
             let body = gate.jwks.clone().unwrap_or_default();
-            Ok(Next::Ready(Ready::Local(Box::new(Local::Answer(
-                "jwks",
-                jwks_response(body),
-            )))))
+            local(Local::Answer("jwks", jwks_response(body)))
         }
         Class::Page(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
-            Ok(Next::Ready(Ready::Local(Box::new(Local::Page(
-                endpoint, request,
-            )))))
+            local(Local::Page(endpoint, request))
         }
         Class::Endpoint(endpoint) => {
             log.path = format!("{}{}", gate.config.auth_prefix, endpoint.path());
             let client = relayed(gate, peer, &request).map_or(peer.addr.ip(), |r| r.client);
-            Ok(Next::Ready(Ready::Local(Box::new(Local::Endpoint(
-                endpoint, request, client,
-            )))))
+            local(Local::Endpoint(endpoint, request, client))
         }
         Class::Proxy {
             path_and_query,
