@@ -4,8 +4,9 @@
 # plain `cargo build --release` instead), builds the benchmark, and runs
 #   (a) direct, (b) nginx, (c) authgate authenticated, (d) authgate public,
 # then the login-flood isolation, memory and start-up with one million revocations, and last the
-# second configuration: nginx as the app, wrk -t1 (alone: loadbench nginx-app BINARY [PAIRS]).
-# Extra arguments go to the benchmark: --duration SECONDS (10), --connections N (32), --threads N (2).
+# second configuration: nginx as the app, wrk -t1 (alone: loadbench nginx-app BINARY [PAIRS [SECONDS]]).
+# Extra arguments go to the benchmark: --duration SECONDS (10), --connections N (32), --threads N (2),
+# --pairs N (3: how many nginx/authgate pairs each configuration measures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -6,8 +6,9 @@
 //! million revocations in the store.
 //!
 //! Then the second configuration, where nginx serves the app's answer itself and wrk has one
-//! thread (`nginx_app`; alone, with as many pairs as wanted: `loadbench nginx-app BINARY
-//! [PAIRS]`), since a result that flips with the harness is not a result.
+//! thread (`nginx_app`; alone, with as many pairs and seconds per run as wanted: `loadbench
+//! nginx-app BINARY [PAIRS [SECONDS]]`), since a result that flips with the harness is not a
+//! result. With many pairs it gives each ratio's geometric mean and a 95 % confidence interval.
 //!
 //! Run it with `bench/load.sh` (which installs wrk and nginx and makes the profile-guided release
 //! build of authgate). The same binary, started as `loadbench upstream`, is the fast upstream, so
@@ -35,6 +36,8 @@ struct Settings {
     duration: u64,
     connections: u32,
     threads: u32,
+    /// How many back-to-back pairs compare nginx and authgate, in either configuration.
+    pairs: usize,
     /// The authgate binary measured: by default the one built beside this benchmark.
     authgate: Option<PathBuf>,
 }
@@ -51,8 +54,11 @@ fn main() {
             return refreshes(Path::new(binary), database.map(String::as_str));
         }
         (Some("nginx-app"), Some(binary), pairs) => {
-            let pairs = pairs.map_or(Some(3), |p| p.parse().ok().filter(|&p| p >= 1));
-            let pairs = pairs.unwrap_or_else(|| usage());
+            let positive = |arg: Option<&String>, default| {
+                let n = arg.map_or(Some(default), |a| a.parse().ok().filter(|&n| n >= 1));
+                n.unwrap_or_else(|| usage())
+            };
+            let (pairs, seconds) = (positive(pairs, 3), positive(args.get(4), 8));
             let dir = tempfile::tempdir().unwrap();
             let (_upstream, upstream_port) = start_upstream();
             let gate_port = free_port();
@@ -61,7 +67,14 @@ fn main() {
             wait_ready(gate_port);
             let token = bench_token(gate_port);
             drop(gate);
-            return nginx_app(Path::new(binary), dir.path(), &token, pairs);
+            let settings = Settings {
+                duration: seconds as u64,
+                connections: 32,
+                threads: 1,
+                pairs,
+                authgate: None,
+            };
+            return nginx_app(Path::new(binary), dir.path(), &token, &settings);
         }
         (Some("train"), Some(binary), seconds) => {
             let seconds = seconds.map_or(Some(8), |s| s.parse().ok());
@@ -73,6 +86,7 @@ fn main() {
         duration: 10,
         connections: 32,
         threads: 2,
+        pairs: 3,
         authgate: None,
     };
     let mut it = args.iter().skip(1);
@@ -83,6 +97,7 @@ fn main() {
             ("--duration", Some(v)) => settings.duration = v,
             ("--connections", Some(v)) => settings.connections = v as u32,
             ("--threads", Some(v)) => settings.threads = v as u32,
+            ("--pairs", Some(v)) if v >= 1 => settings.pairs = v as usize,
             ("--authgate", _) if value.is_some() => settings.authgate = value.map(PathBuf::from),
             _ => usage(),
         }
@@ -92,8 +107,9 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadbench [--duration SECONDS] [--connections N] [--threads N] [--authgate BINARY]\n\
-         \x20      loadbench nginx-app BINARY [PAIRS]\n\
+        "usage: loadbench [--duration SECONDS] [--connections N] [--threads N] [--pairs N]\n\
+         \x20                [--authgate BINARY]\n\
+         \x20      loadbench nginx-app BINARY [PAIRS [SECONDS]]\n\
          \x20      loadbench train BINARY [SECONDS]\n\
          \x20      loadbench logouts BINARY before|after [COUNT]\n\
          \x20      loadbench refreshes BINARY [POSTGRES_URL]\n\
@@ -723,20 +739,24 @@ fn orchestrate(settings: &Settings) {
         duration: settings.duration,
         connections: 1,
         threads: 1,
+        pairs: 1,
         authgate: None,
     };
     let a1 = run(&one, &direct, &auth, &[up]);
     row("(a1) direct, one connection", &a1);
     let c1 = run(&one, &via_gate, &auth, &gate_pids);
     row("(c1) authgate, authenticated, one connection", &c1);
-    // c against b is the target, and one 10 s run swings by ±10 % on two shared cores: two more
-    // pairs, each measured back to back, and the median of the three pairs' ratios.
+    // c against b is the target, and one 10 s run swings by ±10 % on two shared cores: more
+    // pairs, each measured back to back, and their ratios' median (three pairs by default).
     let mut speed = vec![c.load.per_second / b.load.per_second];
     let mut cpu = vec![c.cpu_ms_per_1000 / b.cpu_ms_per_1000];
-    for pair in 2..=3 {
-        let b = run(settings, &via_nginx, &auth, &nginx_pids);
+    for pair in 2..=settings.pairs {
+        let (b, c) = in_turn(
+            pair,
+            || run(settings, &via_nginx, &auth, &nginx_pids),
+            || run(settings, &via_gate, &auth, &gate_pids),
+        );
         row(&format!("(b) nginx, pair {pair}"), &b);
-        let c = run(settings, &via_gate, &auth, &gate_pids);
         row(&format!("(c) authgate, pair {pair}"), &c);
         speed.push(c.load.per_second / b.load.per_second);
         cpu.push(c.cpu_ms_per_1000 / b.cpu_ms_per_1000);
@@ -747,13 +767,9 @@ fn orchestrate(settings: &Settings) {
         c.load.per_second / b.load.per_second,
         c.cpu_ms_per_1000 / b.cpu_ms_per_1000,
     );
-    println!(
-        "c/b in three pairs: requests/s median {:.2} ({}), CPU per request median {:.2} ({})",
-        median(&speed),
-        listed(&speed, ""),
-        median(&cpu),
-        listed(&cpu, ""),
-    );
+    println!("c/b in {} pairs:", speed.len());
+    println!("- requests/s: {}", summary(&speed));
+    println!("- CPU per request: {}", summary(&cpu));
     println!(
         "added latency of (c1) over (a1), one connection: p50 {:+.3} ms, p99 {:+.3} ms (under 32 connections: p50 {:+.3} ms, p99 {:+.3} ms)",
         c1.load.p50_ms - a1.load.p50_ms,
@@ -828,7 +844,14 @@ fn orchestrate(settings: &Settings) {
     drop(nginx);
     drop(upstream);
 
-    nginx_app(&authgate_bin, dir.path(), &token, 3);
+    let second = Settings {
+        duration: 8,
+        connections: 32,
+        threads: 1,
+        pairs: settings.pairs,
+        authgate: None,
+    };
+    nginx_app(&authgate_bin, dir.path(), &token, &second);
 }
 
 /// Registers the benchmark's user at the gate on `port` and logs in: its access token.
@@ -846,13 +869,9 @@ fn bench_token(port: u16) -> String {
 /// upstream keep-alive 64, HTTP/1.1, no access log) against authgate on the same request with
 /// the same bearer token, `wrk -t1 -c32 -d8s`, `pairs` back-to-back pairs (three in a full run). CPU per request counts
 /// the proxy and the app.
-fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str, pairs: usize) {
-    let settings = Settings {
-        duration: 8,
-        connections: 32,
-        threads: 1,
-        authgate: None,
-    };
+/// The second configuration: wrk with `settings`, nginx serving the app's answer, and
+/// `settings.pairs` pairs of nginx and authgate proxying to it.
+fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str, settings: &Settings) {
     let app_port = free_port();
     let app_dir = dir.join("nginx-app");
     let app = start_nginx(
@@ -886,29 +905,30 @@ fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str, pairs: usize) {
     let with_app = |pid: u32| [&[pid][..], &app_pids].concat();
     let (proxy_pids, gate_pids) = (with_app(proxy.child.id()), with_app(gate.child.id()));
     println!(
-        "\n# second configuration: nginx serves the app's answer (1 worker); wrk -t1 -c32 -d8s; \
-         nginx proxy with a worker per core, keepalive 64"
+        "\n# second configuration: nginx serves the app's answer (1 worker); wrk -t1 -c32 -d{seconds}s; \
+         nginx proxy with a worker per core, keepalive 64",
+        seconds = settings.duration
     );
     println!(
-        "\n| run | requests/s | p50 | p99 | CPU ms / 1000 req | of which user | of which the app's (user) |"
+        "\n| run | requests/s | p50 | p99 | CPU ms / 1000 req | of which user | of which the app's (user) | steal, % of a core |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     // The app's share, measured over the same run: a proxy that makes the app work harder (more
     // or longer header fields, more reads) pays for it here too.
     let measure = |url: &str, pids: &[u32]| {
-        let before = cpu_seconds(&app_pids);
-        let m = measure(&settings, url, &auth, pids, app_port);
-        let after = cpu_seconds(&app_pids);
+        let (before, steal_before) = (cpu_seconds(&app_pids), stolen());
+        let m = measure(settings, url, &auth, pids, app_port);
+        let (after, steal) = (cpu_seconds(&app_pids), stolen() - steal_before);
         let per_1000 = |seconds: f64| seconds * 1e6 / m.load.requests;
         let app = (
             per_1000(after.0 + after.1 - before.0 - before.1),
             per_1000(after.0 - before.0),
         );
-        (m, app)
+        (m, app, steal / settings.duration as f64)
     };
-    let row = |name: &str, (m, app): &(Measured, (f64, f64))| {
+    let row = |name: &str, (m, app, steal): &(Measured, (f64, f64), f64)| {
         println!(
-            "| {name} | {:.0} | {:.3} ms | {:.3} ms | {:.1} | {:.1} | {:.1} ({:.1}) |{}",
+            "| {name} | {:.0} | {:.3} ms | {:.3} ms | {:.1} | {:.1} | {:.1} ({:.1}) | {:.1} % |{}",
             m.load.per_second,
             m.load.p50_ms,
             m.load.p99_ms,
@@ -916,6 +936,7 @@ fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str, pairs: usize) {
             m.user_ms_per_1000,
             app.0,
             app.1,
+            steal * 100.0,
             if m.load.errors > 0 {
                 format!(" ({} errors)", m.load.errors)
             } else {
@@ -926,43 +947,26 @@ fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str, pairs: usize) {
     let (mut speed, mut cpu, mut own) = (Vec::new(), Vec::new(), Vec::new());
     let via_nginx = format!("http://127.0.0.1:{proxy_port}/api/x");
     let via_gate = format!("http://127.0.0.1:{gate_port}/api/x");
-    for pair in 1..=pairs {
-        // Past the first three pairs, every other pair measures authgate first, so that a drift
-        // of the machine over the run weighs on both sides alike.
-        let (b, c) = if pair > 3 && pair % 2 == 0 {
-            let c = measure(&via_gate, &gate_pids);
-            (measure(&via_nginx, &proxy_pids), c)
-        } else {
-            let b = measure(&via_nginx, &proxy_pids);
-            (b, measure(&via_gate, &gate_pids))
-        };
+    for pair in 1..=settings.pairs {
+        let (b, c) = in_turn(
+            pair,
+            || measure(&via_nginx, &proxy_pids),
+            || measure(&via_gate, &gate_pids),
+        );
         row(&format!("(b) nginx, pair {pair}"), &b);
         row(&format!("(c) authgate, pair {pair}"), &c);
-        let ((b, b_app), (c, c_app)) = (b, c);
+        let ((b, b_app, _), (c, c_app, _)) = (b, c);
         speed.push(c.load.per_second / b.load.per_second);
         cpu.push(c.cpu_ms_per_1000 / b.cpu_ms_per_1000);
         own.push((c.cpu_ms_per_1000 - c_app.0) / (b.cpu_ms_per_1000 - b_app.0));
     }
+    println!("second configuration, c/b in {} pairs:", settings.pairs);
+    println!("- requests/s: {}", summary(&speed));
+    println!("- CPU per request: {}", summary(&cpu));
     println!(
-        "second configuration, c/b in {pairs} pairs: requests/s median {:.2} ({}), CPU per request median {:.2} ({})",
-        median(&speed),
-        listed(&speed, ""),
-        median(&cpu),
-        listed(&cpu, ""),
+        "- the proxy's own CPU per request (the app's taken out): {}",
+        summary(&own)
     );
-    println!(
-        "the proxy's own CPU per request (the app's taken out), c/b median {:.2} ({})",
-        median(&own),
-        listed(&own, ""),
-    );
-    if pairs > 3 {
-        let first = |v: &[f64]| median(&v[..3]);
-        println!(
-            "the first three pairs alone: requests/s median {:.2}, CPU per request median {:.2}",
-            first(&speed),
-            first(&cpu),
-        );
-    }
     drop(gate);
     drop(proxy);
     drop(app);
@@ -992,6 +996,69 @@ fn start_nginx(dir: &Path, workers: &str, http_body: &str) -> Proc {
             .spawn()
             .expect("nginx runs (bench/load.sh installs it)"),
     }
+}
+
+/// Seconds of CPU time the hypervisor gave to other guests over all of this machine's cores
+/// (`steal` in /proc/stat), since boot: a run that lost time to its neighbours shows here.
+fn stolen() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or_default();
+    let steal: f64 = cpu
+        .split_whitespace()
+        .nth(8)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    steal / 100.0
+}
+
+/// The geometric mean of `ratios` and its 95 % confidence interval (Student's t on their
+/// logarithms, since a ratio of 0.5 is as far from 1 as one of 2).
+fn geometric_mean_interval(ratios: &[f64]) -> (f64, f64, f64) {
+    // t's 97.5th percentile for 1 to 30 degrees of freedom; past 30, 2.05 is a little wide.
+    const T975: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    let logs: Vec<f64> = ratios.iter().map(|r| r.ln()).collect();
+    let n = logs.len() as f64;
+    let mean = logs.iter().sum::<f64>() / n;
+    let variance = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let t = T975.get(logs.len() - 2).copied().unwrap_or(2.05);
+    let half = t * (variance / n).sqrt();
+    (mean.exp(), (mean - half).exp(), (mean + half).exp())
+}
+
+/// Measures pair number `pair` of nginx and authgate back to back, as (nginx, authgate). Past
+/// the first three pairs, every other pair measures authgate first, so that a drift of the
+/// machine over the run weighs on both sides alike.
+fn in_turn<T>(pair: usize, nginx: impl FnOnce() -> T, authgate: impl FnOnce() -> T) -> (T, T) {
+    if pair > 3 && pair % 2 == 0 {
+        let c = authgate();
+        (nginx(), c)
+    } else {
+        let b = nginx();
+        (b, authgate())
+    }
+}
+
+/// A list of c/b ratios, one per pair: their median and the pairs', then (past three pairs) the
+/// first three pairs' median, the criterion of issue 18; and from two pairs on, their geometric
+/// mean with its 95 % confidence interval, which says how much the pairs can tell.
+fn summary(ratios: &[f64]) -> String {
+    let mut text = format!("median {:.2} ({})", median(ratios), listed(ratios, ""));
+    if ratios.len() > 3 {
+        text += &format!(
+            "; the first three pairs' median {:.2}",
+            median(&ratios[..3])
+        );
+    }
+    if ratios.len() > 1 {
+        let (mean, low, high) = geometric_mean_interval(ratios);
+        text +=
+            &format!("; geometric mean {mean:.3}, 95 % confidence interval {low:.3} to {high:.3}");
+    }
+    text
 }
 
 fn median(values: &[f64]) -> f64 {
