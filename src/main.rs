@@ -130,6 +130,9 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: ok ({} routes)",
                 cli.config.display(),
@@ -310,6 +313,9 @@ fn run(config: authgate::Config, json_logs: bool) -> ExitCode {
         logs.json().flatten_event(true).init();
     } else {
         logs.init();
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -224,3 +224,72 @@ fn keygen_prints_a_private_key_a_configuration_accepts() {
     assert!(err.contains("use \"EdDSA\""), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A secret file every user of the machine may read is allowed (a Kubernetes secret volume mounts
+/// 0644 by default) but named, with the fix: by `check`, and in the log when the gate starts.
+/// The secret itself is never printed.
+#[cfg(unix)]
+#[test]
+fn a_secret_file_every_user_may_read_is_warned_about_never_shown() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, STRONG).unwrap();
+    let config = dir.path().join("authgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\n\
+             [tokens]\nsecret_file = {:?}\n[store]\npath = {:?}\n",
+            secret.display().to_string(),
+            dir.path().join("a.db").display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let chmod = |mode| {
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+
+    chmod(0o600);
+    let (ok, _, err) = authgate(&["check", "--config", config], None);
+    assert!(ok, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+
+    chmod(0o644);
+    let (ok, out, err) = authgate(&["check", "--config", config], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("ok"), "{out}");
+    assert!(err.contains("warning: tokens.secret_file:"), "{err}");
+    assert!(err.contains("can be read by every user"), "{err}");
+    assert!(err.contains("chmod o-rw"), "{err}");
+    assert!(!err.contains(STRONG) && !out.contains(STRONG), "{out}{err}");
+
+    // The running gate logs it before it listens.
+    let mut gate = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["--config", config])
+        .env_remove("AUTHGATE_CONFIG")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut lines = std::io::BufReader::new(gate.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log += &line;
+        log.push('\n');
+        if line.contains("authgate listening") {
+            break;
+        }
+    }
+    gate.kill().unwrap();
+    gate.wait().unwrap();
+    assert!(log.contains("authgate listening"), "{log}");
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains("tokens.secret_file:"), "{log}");
+    assert!(log.contains("chmod o-rw"), "{log}");
+    assert!(!log.contains(STRONG), "{log}");
+}

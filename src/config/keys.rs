@@ -1,7 +1,7 @@
 //! Signing keys from the configuration: HMAC secrets (inline, in a file, or in an environment
 //! variable) and private keys (PKCS#8 PEM files), all checked before anything starts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use jsonwebtoken::Algorithm;
 
@@ -201,6 +201,82 @@ pub(super) fn load_secret(
     }
 }
 
+/// Warnings for the key files that every user of this machine may read or change: whoever reads
+/// one can sign tokens that authgate accepts. A warning, not a refusal: a Kubernetes secret volume
+/// mounts its files 0644 unless told otherwise, and inside its own container that is no leak.
+/// Access by the file's group is left alone: sharing a key with a group (Kubernetes' `fsGroup`)
+/// is a choice.
+pub(super) fn exposed_key_files(tokens: &RawTokens, assertion_keys: &[RawKey]) -> Vec<String> {
+    let mut files: Vec<(String, &PathBuf)> = Vec::new();
+    files.extend(
+        tokens
+            .secret_file
+            .iter()
+            .map(|f| ("tokens.secret_file".to_string(), f)),
+    );
+    files.extend(
+        tokens
+            .private_key_file
+            .iter()
+            .map(|f| ("tokens.private_key_file".to_string(), f)),
+    );
+    for (section, keys) in [
+        ("tokens.keys", &tokens.keys[..]),
+        ("identity.assertion_keys", assertion_keys),
+    ] {
+        for (i, key) in keys.iter().enumerate() {
+            files.extend(
+                key.secret_file
+                    .iter()
+                    .map(|f| (format!("{section}[{i}].secret_file"), f)),
+            );
+            files.extend(
+                key.private_key_file
+                    .iter()
+                    .map(|f| (format!("{section}[{i}].private_key_file"), f)),
+            );
+        }
+    }
+    files
+        .into_iter()
+        .filter_map(|(label, file)| exposure_warning(&label, file, file_mode(file)?))
+        .collect()
+}
+
+#[cfg(unix)]
+fn file_mode(file: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(std::fs::metadata(file).ok()?.permissions().mode())
+}
+
+#[cfg(not(unix))]
+fn file_mode(_: &Path) -> Option<u32> {
+    None
+}
+
+/// What is wrong with a key file of `mode`, if anything, and how to fix it.
+fn exposure_warning(label: &str, file: &Path, mode: u32) -> Option<String> {
+    let others = mode & 0o006;
+    let what = match (others & 0o004 != 0, others & 0o002 != 0) {
+        (false, false) => return None,
+        (true, false) => {
+            "can be read by every user of this machine, and whoever reads it can sign tokens that authgate accepts"
+        }
+        (false, true) => {
+            "can be changed by every user of this machine, who could put their own key in it"
+        }
+        (true, true) => {
+            "can be read and changed by every user of this machine, and whoever reads it can sign tokens that authgate accepts"
+        }
+    };
+    Some(format!(
+        "{label}: {} {what} (mode {:o}): run `chmod o-rw {}` (in Kubernetes, give the secret volume `defaultMode: 0400`, or 0440 with the pod's fsGroup)",
+        file.display(),
+        mode & 0o777,
+        file.display()
+    ))
+}
+
 fn trim_ascii_end(mut bytes: Vec<u8>) -> Vec<u8> {
     while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
         bytes.pop();
@@ -234,4 +310,89 @@ fn check_secret(
         ));
     }
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_others_may_read_or_change_is_named_with_the_fix() {
+        let file = Path::new("/etc/authgate/secret");
+        for mode in [0o600, 0o400, 0o640, 0o440, 0o660, 0o100600] {
+            assert_eq!(
+                exposure_warning("tokens.secret_file", file, mode),
+                None,
+                "{mode:o}"
+            );
+        }
+        for (mode, says) in [
+            (0o644, "can be read by every user"),
+            (0o100604, "can be read by every user"),
+            (0o602, "can be changed by every user"),
+            (0o666, "can be read and changed by every user"),
+        ] {
+            let warning = exposure_warning("tokens.secret_file", file, mode).unwrap();
+            assert!(
+                warning.starts_with("tokens.secret_file: /etc/authgate/secret "),
+                "{warning}"
+            );
+            assert!(warning.contains(says), "{mode:o}: {warning}");
+            assert!(
+                warning.contains(&format!("(mode {:o})", mode & 0o777)),
+                "{warning}"
+            );
+            assert!(
+                warning.contains("chmod o-rw /etc/authgate/secret"),
+                "{warning}"
+            );
+            assert!(warning.contains("defaultMode: 0400"), "{warning}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_key_file_of_the_configuration_is_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "key material").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            Some(path)
+        };
+        let key = |secret_file, private_key_file| RawKey {
+            kid: None,
+            secret: None,
+            secret_file,
+            secret_env: None,
+            private_key_file,
+        };
+        let tokens = RawTokens {
+            secret_file: file("single", 0o644),
+            private_key_file: file("private", 0o600),
+            keys: vec![key(file("old", 0o600), None), key(None, file("new", 0o666))],
+            ..toml::from_str("").unwrap()
+        };
+        let assertion_keys = [key(None, file("assertion", 0o604))];
+        let warnings = exposed_key_files(&tokens, &assertion_keys);
+        let labels: Vec<&str> = warnings
+            .iter()
+            .map(|w| w.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "tokens.secret_file",
+                "tokens.keys[1].private_key_file",
+                "identity.assertion_keys[0].private_key_file"
+            ]
+        );
+        // A file that cannot be read is the loader's problem, not a warning.
+        let missing = RawTokens {
+            secret_file: Some(dir.path().join("missing")),
+            ..toml::from_str("").unwrap()
+        };
+        assert!(exposed_key_files(&missing, &[]).is_empty());
+    }
 }

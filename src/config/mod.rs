@@ -404,6 +404,9 @@ pub struct Config {
     pub cookies: CookieConfig,
     pub allow_registration: bool,
     pub login_page: LoginPage,
+    /// What the configuration allows but should not (a key file every user may read): logged
+    /// when authgate starts, and printed by `authgate check`.
+    pub warnings: Vec<String>,
 }
 
 /// The sign-in pages' text and frame.
@@ -545,6 +548,7 @@ impl Config {
 
     fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut problems = Problems::default();
+        let warnings = keys::exposed_key_files(&raw.tokens, &raw.identity.assertion_keys);
         let server = raw.server.validate(&mut problems);
         let upstream = raw.upstream.validate(&mut problems);
         let TokensSection {
@@ -606,6 +610,7 @@ impl Config {
             cookies,
             allow_registration: raw.accounts.allow_registration,
             login_page,
+            warnings,
         })
     }
 }
