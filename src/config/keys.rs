@@ -207,39 +207,31 @@ pub(super) fn load_secret(
 /// Access by the file's group is left alone: sharing a key with a group (Kubernetes' `fsGroup`)
 /// is a choice.
 pub(super) fn exposed_key_files(tokens: &RawTokens, assertion_keys: &[RawKey]) -> Vec<String> {
-    let mut files: Vec<(String, &PathBuf)> = Vec::new();
-    files.extend(
-        tokens
-            .secret_file
-            .iter()
-            .map(|f| ("tokens.secret_file".to_string(), f)),
-    );
-    files.extend(
-        tokens
-            .private_key_file
-            .iter()
-            .map(|f| ("tokens.private_key_file".to_string(), f)),
-    );
+    let mut files = vec![
+        ("tokens.secret_file".to_string(), &tokens.secret_file),
+        (
+            "tokens.private_key_file".to_string(),
+            &tokens.private_key_file,
+        ),
+    ];
     for (section, keys) in [
         ("tokens.keys", &tokens.keys[..]),
         ("identity.assertion_keys", assertion_keys),
     ] {
         for (i, key) in keys.iter().enumerate() {
-            files.extend(
-                key.secret_file
-                    .iter()
-                    .map(|f| (format!("{section}[{i}].secret_file"), f)),
-            );
-            files.extend(
-                key.private_key_file
-                    .iter()
-                    .map(|f| (format!("{section}[{i}].private_key_file"), f)),
-            );
+            files.push((format!("{section}[{i}].secret_file"), &key.secret_file));
+            files.push((
+                format!("{section}[{i}].private_key_file"),
+                &key.private_key_file,
+            ));
         }
     }
     files
         .into_iter()
-        .filter_map(|(label, file)| exposure_warning(&label, file, file_mode(file)?))
+        .filter_map(|(label, file)| {
+            let file = file.as_deref()?;
+            exposure_warning(&label, file, file_mode(file)?)
+        })
         .collect()
 }
 
