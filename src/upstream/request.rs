@@ -84,14 +84,11 @@ impl Outgoing {
         }
         buffer.extend_from_slice(b"\r\n");
 
+        // Idempotent (RFC 9110 §9.2.2), so sent again on a fresh connection if a kept one was
+        // found closed. TRACE is too, but never gets this far (`classify` refuses it).
         let idempotent = matches!(
             parts.method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
         );
         Outgoing {
             buffer,
