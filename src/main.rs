@@ -314,9 +314,6 @@ fn run(config: authgate::Config, json_logs: bool) -> ExitCode {
     } else {
         logs.init();
     }
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -80,6 +80,9 @@ pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let store = Store::connect(&config.store).map_err(StartError::Store)?;
     let gate = Arc::new(Gate::new(config, store.clone()));
     let sync = tokio::spawn(store::sync::run(

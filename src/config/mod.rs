@@ -405,7 +405,7 @@ pub struct Config {
     pub allow_registration: bool,
     pub login_page: LoginPage,
     /// What the configuration allows but should not (a key file every user may read): logged
-    /// when authgate starts, and printed by `authgate check`.
+    /// when `run` starts, and printed by `authgate check`.
     pub warnings: Vec<String>,
 }
 
