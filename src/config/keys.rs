@@ -248,8 +248,7 @@ fn file_mode(_: &Path) -> Option<u32> {
 
 /// What is wrong with a key file of `mode`, if anything, and how to fix it.
 fn exposure_warning(label: &str, file: &Path, mode: u32) -> Option<String> {
-    let others = mode & 0o006;
-    let what = match (others & 0o004 != 0, others & 0o002 != 0) {
+    let what = match (mode & 0o004 != 0, mode & 0o002 != 0) {
         (false, false) => return None,
         (true, false) => {
             "can be read by every user of this machine, and whoever reads it can sign tokens that authgate accepts"
