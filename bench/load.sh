@@ -6,7 +6,8 @@
 # then the login-flood isolation, memory and start-up with one million revocations, and last the
 # second configuration: nginx as the app, wrk -t1 (alone: loadbench nginx-app BINARY [PAIRS [SECONDS]]).
 # Extra arguments go to the benchmark: --duration SECONDS (10), --connections N (32), --threads N (2),
-# --pairs N (3: how many nginx/authgate pairs each configuration measures).
+# --pairs N (3: how many nginx/authgate pairs each configuration measures, each pair on processes
+# started for it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

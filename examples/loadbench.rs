@@ -8,7 +8,8 @@
 //! Then the second configuration, where nginx serves the app's answer itself and wrk has one
 //! thread (`nginx_app`; alone, with as many pairs and seconds per run as wanted: `loadbench
 //! nginx-app BINARY [PAIRS [SECONDS]]`), since a result that flips with the harness is not a
-//! result. With many pairs it gives each ratio's geometric mean and a 95 % confidence interval.
+//! result. With many pairs it gives each ratio's geometric mean and a 95 % confidence interval;
+//! each pair runs on processes started for it (`warmed_up` says why).
 //!
 //! Run it with `bench/load.sh` (which installs wrk and nginx and makes the profile-guided release
 //! build of authgate). The same binary, started as `loadbench upstream`, is the fast upstream, so
@@ -610,6 +611,67 @@ fn start_upstream() -> (Proc, u16) {
     (Proc { child }, line.trim().parse().unwrap())
 }
 
+/// The first configuration's processes, all ready: loadbench's upstream, nginx as a plain
+/// reverse proxy with upstream keep-alive, and authgate with its configuration and store in `dir`.
+struct First {
+    nginx: Proc,
+    gate: Proc,
+    upstream: Proc,
+    upstream_port: u16,
+    nginx_port: u16,
+    gate_port: u16,
+    config: PathBuf,
+}
+
+fn start_first(dir: &Path, authgate_bin: &Path) -> First {
+    std::fs::create_dir_all(dir).unwrap();
+    let (upstream, upstream_port) = start_upstream();
+    let nginx_port = free_port();
+    let nginx = start_nginx(
+        &dir.join("nginx"),
+        "auto",
+        &format!(
+            "upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n\
+             server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://app; \
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+        ),
+    );
+    let gate_port = free_port();
+    let config = write_config(dir, gate_port, upstream_port);
+    let gate = start_authgate(authgate_bin, &config);
+    wait_for_port(nginx_port);
+    wait_ready(gate_port);
+    First {
+        nginx,
+        gate,
+        upstream,
+        upstream_port,
+        nginx_port,
+        gate_port,
+        config,
+    }
+}
+
+/// Runs wrk for a second at each of `urls`, unmeasured, so that both proxies of a pair start
+/// their measured run with connections open and their memory touched.
+///
+/// Pairs are measured on processes started for them: much of what makes one run faster than the
+/// next (where the heap landed, which core a thread settled on) holds for a process's life, so
+/// pairs measured on the same processes vary together and their confidence interval would be too
+/// narrow.
+fn warmed_up(settings: &Settings, urls: &[&str], headers: &[String]) {
+    let one_second = Settings {
+        duration: 1,
+        pairs: 1,
+        authgate: None,
+        ..*settings
+    };
+    for url in urls {
+        let out = wrk(&one_second, url, headers, None, settings.connections);
+        out.wait_with_output().unwrap();
+    }
+}
+
 /// authgate's configuration for a benchmark: the store in `dir`, no login throttling (one address
 /// logs in many times), and `/public/**` open to all.
 fn write_config(dir: &Path, gate_port: u16, upstream_port: u16) -> PathBuf {
@@ -664,33 +726,16 @@ fn orchestrate(settings: &Settings) {
         authgate_bin.display()
     );
 
-    let (upstream, upstream_port) = start_upstream();
-
-    // nginx, a plain reverse proxy with upstream keep-alive.
-    let nginx_port = free_port();
-    let nginx = start_nginx(
-        &dir.path().join("nginx"),
-        "auto",
-        &format!(
-            "upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n\
-             server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://app; \
-             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
-        ),
-    );
-
-    // authgate.
-    let gate_port = free_port();
-    let config = write_config(dir.path(), gate_port, upstream_port);
-    let store = dir.path().join("authgate.db");
-    let gate = start_authgate(&authgate_bin, &config);
-    wait_for_port(nginx_port);
-    wait_ready(gate_port);
+    let first = start_first(dir.path(), &authgate_bin);
+    let (upstream_port, nginx_port, gate_port) =
+        (first.upstream_port, first.nginx_port, first.gate_port);
+    let (config, store) = (first.config.clone(), dir.path().join("authgate.db"));
     let creds = r#"{"username":"bench","password":"a perfectly fine password"}"#;
     let token = bench_token(gate_port);
     let auth = vec![format!("Authorization: Bearer {token}")];
-    let idle_rss = rss_mib(gate.child.id());
+    let idle_rss = rss_mib(first.gate.child.id());
 
-    let up = upstream.child.id();
+    let up = first.upstream.child.id();
     println!(
         "\n| run | requests/s | p50 | p99 | CPU ms / 1000 req | of which user | new upstream conns / 1000 req |"
     );
@@ -715,10 +760,11 @@ fn orchestrate(settings: &Settings) {
     let via_nginx = format!("http://127.0.0.1:{nginx_port}/api/x");
     let via_gate = format!("http://127.0.0.1:{gate_port}/api/x");
     let gate_public = format!("http://127.0.0.1:{gate_port}/public/x");
-    let (nginx_pids, gate_pids) = ([up, nginx.child.id()], [up, gate.child.id()]);
+    let (nginx_pids, gate_pids) = ([up, first.nginx.child.id()], [up, first.gate.child.id()]);
     let run = |settings: &Settings, url: &str, headers: &[String], pids: &[u32]| {
         measure(settings, url, headers, pids, upstream_port)
     };
+    warmed_up(settings, &[&via_nginx, &via_gate], &auth);
     let a = run(settings, &direct, &[], &[up]);
     row("(a) direct to the upstream", &a);
     // nginx gets the same request as authgate, bearer token included: a client sends it whoever
@@ -747,14 +793,29 @@ fn orchestrate(settings: &Settings) {
     let c1 = run(&one, &via_gate, &auth, &gate_pids);
     row("(c1) authgate, authenticated, one connection", &c1);
     // c against b is the target, and one 10 s run swings by ±10 % on two shared cores: more
-    // pairs, each measured back to back, and their ratios' median (three pairs by default).
+    // pairs, each measured back to back, and their ratios' median (three pairs by default). Each
+    // further pair has processes of its own (see `warmed_up`).
     let mut speed = vec![c.load.per_second / b.load.per_second];
     let mut cpu = vec![c.cpu_ms_per_1000 / b.cpu_ms_per_1000];
     for pair in 2..=settings.pairs {
+        let fresh = start_first(&dir.path().join(format!("pair-{pair}")), &authgate_bin);
+        let up = fresh.upstream.child.id();
+        let (nginx_pids, gate_pids) = ([up, fresh.nginx.child.id()], [up, fresh.gate.child.id()]);
+        let via_nginx = format!("http://127.0.0.1:{}/api/x", fresh.nginx_port);
+        let via_gate = format!("http://127.0.0.1:{}/api/x", fresh.gate_port);
+        warmed_up(settings, &[&via_nginx, &via_gate], &auth);
         let (b, c) = in_turn(
             pair,
-            || run(settings, &via_nginx, &auth, &nginx_pids),
-            || run(settings, &via_gate, &auth, &gate_pids),
+            || {
+                measure(
+                    settings,
+                    &via_nginx,
+                    &auth,
+                    &nginx_pids,
+                    fresh.upstream_port,
+                )
+            },
+            || measure(settings, &via_gate, &auth, &gate_pids, fresh.upstream_port),
         );
         row(&format!("(b) nginx, pair {pair}"), &b);
         row(&format!("(c) authgate, pair {pair}"), &c);
@@ -784,7 +845,7 @@ fn orchestrate(settings: &Settings) {
     );
     println!(
         "busy RSS of authgate after the runs: {:.1} MiB (idle after start: {idle_rss:.1} MiB)",
-        rss_mib(gate.child.id())
+        rss_mib(first.gate.child.id())
     );
 
     // Login isolation: proxied p99 while 64 clients keep hitting /login, against proxied p99
@@ -828,6 +889,12 @@ fn orchestrate(settings: &Settings) {
         median(&ratios),
         listed(&ratios, "x")
     );
+    let First {
+        upstream,
+        nginx,
+        gate,
+        ..
+    } = first;
     drop(gate);
 
     // One million revocations in force (a million logouts within the access window, the worst
@@ -867,43 +934,11 @@ fn bench_token(port: u16) -> String {
 /// The second configuration: nginx serves a small static answer as the app (one worker, as a
 /// small app would have), nginx as a plain reverse proxy in front of it (a worker per core,
 /// upstream keep-alive 64, HTTP/1.1, no access log) against authgate on the same request with
-/// the same bearer token, `wrk -t1 -c32 -d8s`, `pairs` back-to-back pairs (three in a full run). CPU per request counts
-/// the proxy and the app.
-/// The second configuration: wrk with `settings`, nginx serving the app's answer, and
-/// `settings.pairs` pairs of nginx and authgate proxying to it.
+/// the same bearer token, wrk with `settings` (`-t1 -c32 -d8s` in a full run), in
+/// `settings.pairs` back-to-back pairs, each on processes started for it. CPU per request
+/// counts the proxy and the app.
 fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str, settings: &Settings) {
-    let app_port = free_port();
-    let app_dir = dir.join("nginx-app");
-    let app = start_nginx(
-        &app_dir,
-        "1",
-        &format!(
-            "server {{ listen 127.0.0.1:{app_port}; location / {{ return 200 \"ok\\n\"; }} }}"
-        ),
-    );
-    let proxy_port = free_port();
-    let proxy_dir = dir.join("nginx-proxy");
-    let proxy = start_nginx(
-        &proxy_dir,
-        "auto",
-        &format!(
-            "upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n\
-             server {{ listen 127.0.0.1:{proxy_port}; location / {{ proxy_pass http://app; \
-             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
-        ),
-    );
-    let gate_dir = dir.join("authgate-nginx-app");
-    std::fs::create_dir_all(&gate_dir).unwrap();
-    let gate_port = free_port();
-    let config = write_config(&gate_dir, gate_port, app_port);
-    let gate = start_authgate(authgate_bin, &config);
-    wait_for_port(app_port);
-    wait_for_port(proxy_port);
-    wait_ready(gate_port);
     let auth = vec![format!("Authorization: Bearer {token}")];
-    let app_pids = family(app.child.id());
-    let with_app = |pid: u32| [&[pid][..], &app_pids].concat();
-    let (proxy_pids, gate_pids) = (with_app(proxy.child.id()), with_app(gate.child.id()));
     println!(
         "\n# second configuration: nginx serves the app's answer (1 worker); wrk -t1 -c32 -d{seconds}s; \
          nginx proxy with a worker per core, keepalive 64",
@@ -915,10 +950,10 @@ fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str, settings: &Settings) 
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     // The app's share, measured over the same run: a proxy that makes the app work harder (more
     // or longer header fields, more reads) pays for it here too.
-    let measure = |url: &str, pids: &[u32]| {
-        let (before, steal_before) = (cpu_seconds(&app_pids), stolen());
+    let measure = |url: &str, pids: &[u32], app_pids: &[u32], app_port: u16| {
+        let (before, steal_before) = (cpu_seconds(app_pids), stolen());
         let m = measure(settings, url, &auth, pids, app_port);
-        let (after, steal) = (cpu_seconds(&app_pids), stolen() - steal_before);
+        let (after, steal) = (cpu_seconds(app_pids), stolen() - steal_before);
         let per_1000 = |seconds: f64| seconds * 1e6 / m.load.requests;
         let app = (
             per_1000(after.0 + after.1 - before.0 - before.1),
@@ -945,13 +980,19 @@ fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str, settings: &Settings) 
         )
     };
     let (mut speed, mut cpu, mut own) = (Vec::new(), Vec::new(), Vec::new());
-    let via_nginx = format!("http://127.0.0.1:{proxy_port}/api/x");
-    let via_gate = format!("http://127.0.0.1:{gate_port}/api/x");
     for pair in 1..=settings.pairs {
+        let fresh = start_second(&dir.join(format!("second-{pair}")), authgate_bin);
+        let app_pids = family(fresh.app.child.id());
+        let with_app = |pid: u32| [&[pid][..], &app_pids].concat();
+        let proxy_pids = with_app(fresh.proxy.child.id());
+        let gate_pids = with_app(fresh.gate.child.id());
+        let via_nginx = format!("http://127.0.0.1:{}/api/x", fresh.proxy_port);
+        let via_gate = format!("http://127.0.0.1:{}/api/x", fresh.gate_port);
+        warmed_up(settings, &[&via_nginx, &via_gate], &auth);
         let (b, c) = in_turn(
             pair,
-            || measure(&via_nginx, &proxy_pids),
-            || measure(&via_gate, &gate_pids),
+            || measure(&via_nginx, &proxy_pids, &app_pids, fresh.app_port),
+            || measure(&via_gate, &gate_pids, &app_pids, fresh.app_port),
         );
         row(&format!("(b) nginx, pair {pair}"), &b);
         row(&format!("(c) authgate, pair {pair}"), &c);
@@ -967,9 +1008,53 @@ fn nginx_app(authgate_bin: &Path, dir: &Path, token: &str, settings: &Settings) 
         "- the proxy's own CPU per request (the app's taken out): {}",
         summary(&own)
     );
-    drop(gate);
-    drop(proxy);
-    drop(app);
+}
+
+/// The second configuration's processes, all ready, with their files in `dir`: nginx as the
+/// app, nginx as a plain reverse proxy in front of it, and authgate.
+struct Second {
+    proxy: Proc,
+    gate: Proc,
+    app: Proc,
+    app_port: u16,
+    proxy_port: u16,
+    gate_port: u16,
+}
+
+fn start_second(dir: &Path, authgate_bin: &Path) -> Second {
+    std::fs::create_dir_all(dir).unwrap();
+    let app_port = free_port();
+    let app = start_nginx(
+        &dir.join("nginx-app"),
+        "1",
+        &format!(
+            "server {{ listen 127.0.0.1:{app_port}; location / {{ return 200 \"ok\\n\"; }} }}"
+        ),
+    );
+    let proxy_port = free_port();
+    let proxy = start_nginx(
+        &dir.join("nginx-proxy"),
+        "auto",
+        &format!(
+            "upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n\
+             server {{ listen 127.0.0.1:{proxy_port}; location / {{ proxy_pass http://app; \
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+        ),
+    );
+    let gate_port = free_port();
+    let config = write_config(dir, gate_port, app_port);
+    let gate = start_authgate(authgate_bin, &config);
+    wait_for_port(app_port);
+    wait_for_port(proxy_port);
+    wait_ready(gate_port);
+    Second {
+        proxy,
+        gate,
+        app,
+        app_port,
+        proxy_port,
+        gate_port,
+    }
 }
 
 /// nginx with `workers` worker processes serving `http_body` (servers and upstreams), its files
