@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use support::process::Process;
+use support::websocket::{closed_within, echo, open_websocket, refused_handshake};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -205,58 +205,8 @@ async fn each_request_logs_one_structured_line_without_the_token() {
     }
 }
 
-type WebSocket = tokio_tungstenite::WebSocketStream<TcpStream>;
-
-/// A WebSocket to the test app's echo through authgate at `addr`, opened with `token` (and a
-/// forged identity header, which must not arrive).
-async fn open_websocket(addr: SocketAddr, token: &str) -> WebSocket {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{addr}/ws/chat")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-        .headers_mut()
-        .insert("x-auth-user-id", "forged".parse().unwrap());
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (ws, response) = tokio_tungstenite::client_async(request, stream)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
-    ws
-}
-
-/// Sends `text` and gives the app's echo of it.
-async fn echo(ws: &mut WebSocket, text: &str) -> String {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    ws.send(Message::text(text)).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("an echo within 5 s")
-        .expect("the tunnel is open")
-        .unwrap();
-    reply.into_text().unwrap().as_str().to_string()
-}
-
-/// Whether the tunnel under `ws` is closed within `limit`: reading ends (authgate closes both
-/// TCP connections; it speaks no WebSocket itself, so no close frame comes).
-async fn closed_within(ws: &mut WebSocket, limit: Duration) -> bool {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    match tokio::time::timeout(limit, ws.next()).await {
-        Err(_) => false,
-        Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => true,
-        Ok(Some(Ok(message))) => panic!("a message nobody sent: {message:?}"),
-    }
-}
-
 #[tokio::test]
 async fn websocket_upgrades_pass_through_after_the_token_check() {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
     let s = Setup::new().await;
     let (access, _) = s.login("alice").await;
     let user_id = payload(&access)["sub"].as_str().unwrap().to_string();
@@ -268,17 +218,10 @@ async fn websocket_upgrades_pass_through_after_the_token_check() {
 
     // Without a token the handshake is refused and never reaches the app.
     let before = s.upstream.seen().len();
-    let request = format!("ws://{}/ws/chat", s.addr())
-        .into_client_request()
-        .unwrap();
-    let stream = TcpStream::connect(s.addr()).await.unwrap();
-    let refused = tokio_tungstenite::client_async(request, stream).await;
-    match refused {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::UNAUTHORIZED)
-        }
-        other => panic!("expected a 401, got {other:?}"),
-    }
+    assert_eq!(
+        refused_handshake(s.addr(), "/ws/chat", None).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(s.upstream.seen().len(), before);
 }
 

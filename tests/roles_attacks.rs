@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
+use support::websocket::{closed_within, echo, open_websocket_at, refused_handshake};
 use support::*;
 
 const PASSWORD: &str = "a perfectly fine password";
@@ -923,6 +924,47 @@ async fn a_removed_role_lasts_until_the_access_token_expires_and_the_next_refres
     let r = get_with_token(s.addr(), "/ops/x", &renewed).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(roles_seen(&last_seen(&s)), ["x-auth-roles: billing,ops"]);
+    s.gate.stop().await;
+}
+
+/// A WebSocket opened on a role's route, then the role taken away: the tunnel is a request made
+/// with the access token, so it lasts as the token's roles do, until the token expires (as
+/// for row 144's requests), and then closes. The next refresh's token cannot open another.
+/// `users logout` revokes the session, and a revoked session's tunnel is closed
+/// (`logout_closes_the_websockets_its_session_opened`).
+#[tokio::test]
+async fn a_tunnel_opened_with_a_removed_role_closes_when_its_token_expires() {
+    let s = Setup::with_config(ROUTES, |c| {
+        c.replace("[tokens]\n", "[tokens]\naccess_ttl = \"4s\"\n")
+    })
+    .await;
+    let (access, refresh) = user_with_roles(&s, "dora", &["admin"]).await;
+    let id = payload(&access)["sub"].as_str().unwrap().to_string();
+    let mut ws = open_websocket_at(s.addr(), "/ws/admin/live", &access).await;
+    assert_eq!(echo(&mut ws, "paid").await, format!("{id}: paid"));
+
+    set_roles(&s, "dora", &[]).await;
+    assert_eq!(
+        echo(&mut ws, "still").await,
+        format!("{id}: still"),
+        "by design, the tunnel keeps the token's roles until it expires"
+    );
+    assert!(
+        closed_within(&mut ws, Duration::from_secs(10)).await,
+        "the tunnel outlived its token"
+    );
+    assert!(
+        now() >= payload(&access)["exp"].as_u64().unwrap(),
+        "closed before the token expired"
+    );
+
+    let (fresh, _) = tokens(&post_with_token(s.addr(), "/refresh", &refresh).await);
+    let before = s.upstream.seen().len();
+    assert_eq!(
+        refused_handshake(s.addr(), "/ws/admin/live", Some(&fresh)).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(s.upstream.seen().len(), before, "the app never saw it");
     s.gate.stop().await;
 }
 

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod pg;
 pub mod process;
 pub mod tcp_relay;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
