@@ -611,6 +611,41 @@ fn start_upstream() -> (Proc, u16) {
     (Proc { child }, line.trim().parse().unwrap())
 }
 
+/// nginx as a plain reverse proxy (a worker per core, upstream keep-alive 64, HTTP/1.1) and
+/// authgate, both in front of the app on `app_port`, with their files in `dir`, both ready.
+struct Proxies {
+    nginx: Proc,
+    gate: Proc,
+    nginx_port: u16,
+    gate_port: u16,
+    config: PathBuf,
+}
+
+fn start_proxies(dir: &Path, authgate_bin: &Path, app_port: u16) -> Proxies {
+    let nginx_port = free_port();
+    let nginx = start_nginx(
+        &dir.join("nginx-proxy"),
+        "auto",
+        &format!(
+            "upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n\
+             server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://app; \
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+        ),
+    );
+    let gate_port = free_port();
+    let config = write_config(dir, gate_port, app_port);
+    let gate = start_authgate(authgate_bin, &config);
+    wait_for_port(nginx_port);
+    wait_ready(gate_port);
+    Proxies {
+        nginx,
+        gate,
+        nginx_port,
+        gate_port,
+        config,
+    }
+}
+
 /// The first configuration's processes, all ready: loadbench's upstream, nginx as a plain
 /// reverse proxy with upstream keep-alive, and authgate with its configuration and store in `dir`.
 struct First {
@@ -626,21 +661,13 @@ struct First {
 fn start_first(dir: &Path, authgate_bin: &Path) -> First {
     std::fs::create_dir_all(dir).unwrap();
     let (upstream, upstream_port) = start_upstream();
-    let nginx_port = free_port();
-    let nginx = start_nginx(
-        &dir.join("nginx"),
-        "auto",
-        &format!(
-            "upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n\
-             server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://app; \
-             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
-        ),
-    );
-    let gate_port = free_port();
-    let config = write_config(dir, gate_port, upstream_port);
-    let gate = start_authgate(authgate_bin, &config);
-    wait_for_port(nginx_port);
-    wait_ready(gate_port);
+    let Proxies {
+        nginx,
+        gate,
+        nginx_port,
+        gate_port,
+        config,
+    } = start_proxies(dir, authgate_bin, upstream_port);
     First {
         nginx,
         gate,
@@ -1031,22 +1058,14 @@ fn start_second(dir: &Path, authgate_bin: &Path) -> Second {
             "server {{ listen 127.0.0.1:{app_port}; location / {{ return 200 \"ok\\n\"; }} }}"
         ),
     );
-    let proxy_port = free_port();
-    let proxy = start_nginx(
-        &dir.join("nginx-proxy"),
-        "auto",
-        &format!(
-            "upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n\
-             server {{ listen 127.0.0.1:{proxy_port}; location / {{ proxy_pass http://app; \
-             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
-        ),
-    );
-    let gate_port = free_port();
-    let config = write_config(dir, gate_port, app_port);
-    let gate = start_authgate(authgate_bin, &config);
     wait_for_port(app_port);
-    wait_for_port(proxy_port);
-    wait_ready(gate_port);
+    let Proxies {
+        nginx: proxy,
+        gate,
+        nginx_port: proxy_port,
+        gate_port,
+        ..
+    } = start_proxies(dir, authgate_bin, app_port);
     Second {
         proxy,
         gate,
