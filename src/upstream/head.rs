@@ -69,13 +69,17 @@ pub(super) fn parse_head(
             let (name, value) = (name as usize, value as usize);
             let (name_len, value_len) = (name_len as usize, value_len as usize);
             let name = &bytes[name..name + name_len];
-            let name = match common_name(name) {
-                Some(name) => name,
-                None => HeaderName::from_bytes(name)
-                    .map_err(|_| UpstreamError::Invalid("bad header name"))?,
+            let (name, role) = match common_name(name) {
+                Some(known) => known,
+                None => {
+                    let name = HeaderName::from_bytes(name)
+                        .map_err(|_| UpstreamError::Invalid("bad header name"))?;
+                    let role = Role::of(&name);
+                    (name, role)
+                }
             };
-            coded |= name == header::TRANSFER_ENCODING;
-            if name == header::CONNECTION {
+            coded |= role == Role::Coding;
+            if role == Role::Connection {
                 // `keep-alive` and `close` speak of this connection alone: noted and not kept,
                 // so that the usual answer has no hop-by-hop field left to remove. A field with
                 // any other option (`upgrade`, a field's name) is kept, for the switch's check
@@ -86,11 +90,17 @@ pub(super) fn parse_head(
                 }
                 connection = true;
             }
-            if name == header::CONTENT_LENGTH {
+            if role == Role::Length {
                 length = content_length(length, &bytes[value..value + value_len]);
             }
-            let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len))
-                .map_err(|_| UpstreamError::Invalid("bad header value"))?;
+            // SAFETY: httparse lets into a value exactly the bytes `HeaderValue` allows: tab,
+            // space, visible ASCII and obs-text, not DEL or other controls (RFC 9110 §5.5;
+            // `values_httparse_accepts_are_header_values` holds it to that). So the check
+            // `from_maybe_shared` would make again cannot fail, and debug builds still make it.
+            // hyper builds its request headers from httparse's output in the same way.
+            let value = unsafe {
+                HeaderValue::from_maybe_shared_unchecked(bytes.slice(value..value + value_len))
+            };
             headers.append(name, value);
         }
 
@@ -109,24 +119,49 @@ pub(super) fn parse_head(
     }
 }
 
-/// The names nearly every answer carries, spelt as servers write them: found by one comparison,
-/// where `HeaderName::from_bytes` folds the name to lower case and then looks it up among all the
-/// standard names (about 150 instructions for each name of a mixed-case answer, a quarter of
-/// reading an nginx answer's head; BENCHMARKS.md, issue 18).
-fn common_name(name: &[u8]) -> Option<HeaderName> {
+/// What reading an answer's head needs to know of a field's name: whether it frames the body or
+/// speaks of the connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Coding,
+    Length,
+    Connection,
+    Other,
+}
+
+impl Role {
+    fn of(name: &HeaderName) -> Role {
+        if name == header::TRANSFER_ENCODING {
+            Role::Coding
+        } else if name == header::CONTENT_LENGTH {
+            Role::Length
+        } else if name == header::CONNECTION {
+            Role::Connection
+        } else {
+            Role::Other
+        }
+    }
+}
+
+/// The names nearly every answer carries, spelt as servers write them, with their role: found by
+/// one comparison, where `HeaderName::from_bytes` folds the name to lower case and then looks it
+/// up among all the standard names (about 150 instructions for each name of a mixed-case answer,
+/// a quarter of reading an nginx answer's head; BENCHMARKS.md, issue 18), and the role would take
+/// three comparisons more.
+fn common_name(name: &[u8]) -> Option<(HeaderName, Role)> {
     Some(match name {
-        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
-        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
-        b"Date" | b"date" => header::DATE,
-        b"Server" | b"server" => header::SERVER,
-        b"Connection" | b"connection" => header::CONNECTION,
-        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
-        b"ETag" | b"etag" => header::ETAG,
-        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
-        b"Vary" | b"vary" => header::VARY,
-        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
-        b"Location" | b"location" => header::LOCATION,
-        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
+        b"Content-Type" | b"content-type" => (header::CONTENT_TYPE, Role::Other),
+        b"Content-Length" | b"content-length" => (header::CONTENT_LENGTH, Role::Length),
+        b"Date" | b"date" => (header::DATE, Role::Other),
+        b"Server" | b"server" => (header::SERVER, Role::Other),
+        b"Connection" | b"connection" => (header::CONNECTION, Role::Connection),
+        b"Cache-Control" | b"cache-control" => (header::CACHE_CONTROL, Role::Other),
+        b"ETag" | b"etag" => (header::ETAG, Role::Other),
+        b"Last-Modified" | b"last-modified" => (header::LAST_MODIFIED, Role::Other),
+        b"Vary" | b"vary" => (header::VARY, Role::Other),
+        b"Set-Cookie" | b"set-cookie" => (header::SET_COOKIE, Role::Other),
+        b"Location" | b"location" => (header::LOCATION, Role::Other),
+        b"Transfer-Encoding" | b"transfer-encoding" => (header::TRANSFER_ENCODING, Role::Coding),
         _ => return None,
     })
 }
@@ -286,7 +321,51 @@ mod tests {
         assert_eq!(parse("closed"), (1, true));
     }
 
-    /// The shortcut gives what `HeaderName::from_bytes` would, in both spellings.
+    /// Every byte httparse lets into a value is one `HeaderValue` allows, and the reverse: what
+    /// `parse_head`'s unchecked values rest on.
+    #[test]
+    fn values_httparse_accepts_are_header_values() {
+        let get = outgoing(Method::GET);
+        for byte in 0..=255u8 {
+            let mut wire = b"HTTP/1.1 204 No Content\r\nx-a: a".to_vec();
+            wire.extend_from_slice(&[byte, b'a']);
+            wire.extend_from_slice(b"\r\n\r\n");
+            let parsed = parse_head(&mut BytesMut::from(&wire[..]), &get);
+            let allowed = HeaderValue::from_bytes(&[b'a', byte, b'a']).is_ok();
+            assert_eq!(matches!(parsed, Ok(Some(_))), allowed, "{byte:#04x}");
+            if let Ok(Some(answer)) = parsed {
+                let value = answer.head.headers()["x-a"].as_bytes();
+                assert_eq!(value, [b'a', byte, b'a'], "{byte:#04x}");
+            }
+        }
+    }
+
+    /// Names spelt in a case the shortcut does not know still frame the body and speak of the
+    /// connection: the role comes from the name, not from its spelling.
+    #[test]
+    fn names_in_any_case_keep_their_roles() {
+        let get = outgoing(Method::GET);
+        let wire = b"HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: chunked\r\nCONTENT-LENGTH: 5\r\n\r\n";
+        let answer = parse_head(&mut BytesMut::from(&wire[..]), &get)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(answer.framing, Framing::Chunked(_)));
+        assert!(
+            !answer.reusable,
+            "both framings: the connection is not used again"
+        );
+        assert!(!answer.head.headers().contains_key(header::CONTENT_LENGTH));
+        let wire = b"HTTP/1.1 200 OK\r\nCONNECTION: close\r\ncontent-LENGTH: 2\r\n\r\n";
+        let answer = parse_head(&mut BytesMut::from(&wire[..]), &get)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(answer.framing, Framing::Length(2)));
+        assert!(!answer.reusable, "Connection: close is heeded");
+        assert!(!answer.head.headers().contains_key(header::CONNECTION));
+    }
+
+    /// The shortcut gives what `HeaderName::from_bytes` would, in both spellings, and the role
+    /// `Role::of` gives that name.
     #[test]
     fn common_names_are_the_standard_ones() {
         for name in [
@@ -305,7 +384,12 @@ mod tests {
         ] {
             for spelt in [name.to_string(), name.to_ascii_lowercase()] {
                 let standard = HeaderName::from_bytes(spelt.as_bytes()).unwrap();
-                assert_eq!(common_name(spelt.as_bytes()), Some(standard), "{spelt}");
+                let role = Role::of(&standard);
+                assert_eq!(
+                    common_name(spelt.as_bytes()),
+                    Some((standard, role)),
+                    "{spelt}"
+                );
             }
         }
         assert_eq!(common_name(b"CONTENT-TYPE"), None);
