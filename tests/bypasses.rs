@@ -475,6 +475,64 @@ async fn a_body_sent_late_after_a_204_never_becomes_the_next_answer() {
     gate.stop().await;
 }
 
+/// An app whose answer carries control characters in a header value (a bare CR to split the
+/// answer, NUL, DEL) gets no such field to the client: the answer is a 502. What RFC 9110 allows
+/// in a value (tab, space, obs-text like a Latin-1 `é`) reaches the client byte for byte. The
+/// upstream client takes values as httparse checked them, without checking them again.
+#[tokio::test]
+async fn control_characters_in_an_apps_header_values_never_reach_the_client() {
+    let (port, _) = raw_upstream(|mut stream, _| async move {
+        while let Some(head) = read_request_head(&mut stream).await {
+            let value: &[u8] = match head.split_whitespace().nth(1) {
+                Some("/public/cr") => b"a\rset-cookie: session=forged",
+                Some("/public/nul") => b"a\x00b",
+                Some("/public/del") => b"a\x7fb",
+                Some("/public/vt") => b"a\x0bb",
+                _ => b"caf\xe9 \t ok",
+            };
+            let mut answer = b"HTTP/1.1 200 OK\r\nx-app: ".to_vec();
+            answer.extend_from_slice(value);
+            answer.extend_from_slice(b"\r\ncontent-length: 2\r\n\r\nok");
+            if stream.write_all(&answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let (gate, _dir) = gate_in_front_of(port).await;
+    let raw = |path: &str| {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        async move {
+            let mut stream = TcpStream::connect(gate.addr).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+                .await
+                .expect("the answer ends")
+                .unwrap();
+            answer
+        }
+    };
+    for path in ["/public/cr", "/public/nul", "/public/del", "/public/vt"] {
+        let answer = raw(path).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 502 "), "{path}: {text}");
+        assert!(
+            !text.contains("x-app") && !text.contains("forged"),
+            "{path}: {text}"
+        );
+    }
+    let answer = raw("/public/latin").await;
+    assert!(answer.starts_with(b"HTTP/1.1 200 "), "{answer:?}");
+    let field = b"x-app: caf\xe9 \t ok\r\n";
+    assert!(
+        answer.windows(field.len()).any(|w| w == field),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    gate.stop().await;
+}
+
 /// The review's third finding: a login checks the password, then creates its session; a password
 /// change revokes the sessions that exist when it commits. Logins in flight across the change
 /// kept working tokens for the old password. Now none does, once `/password` has answered.
