@@ -97,7 +97,9 @@ pub(super) fn parse_head(
             // space, visible ASCII and obs-text, not DEL or other controls (RFC 9110 §5.5;
             // `values_httparse_accepts_are_header_values` holds it to that). So the check
             // `from_maybe_shared` would make again cannot fail, and debug builds still make it.
-            // hyper builds its request headers from httparse's output in the same way.
+            // hyper builds its request headers from httparse's output in the same way. (The
+            // function's documentation asks for UTF-8, which obs-text is not; what it checks in
+            // debug builds, and what `HeaderValue` relies on, is that check's set of bytes.)
             let value = unsafe {
                 HeaderValue::from_maybe_shared_unchecked(bytes.slice(value..value + value_len))
             };
