@@ -1231,6 +1231,9 @@ fn t975(degrees: usize) -> f64 {
 /// proxies' doing: a core left idle is not stolen from. The plain geometric mean stays the
 /// headline.)
 fn at_equal_steal(steal: &[f64], series: &[(&str, &[f64])]) -> String {
+    if steal.len() < 4 {
+        return "- at equal steal: too few pairs to tell".into();
+    }
     if steal.iter().all(|d| d.abs() < 0.05) {
         return "- steal: each pair's runs lost about as much (within 5 % of a core)".into();
     }
@@ -1584,13 +1587,16 @@ mod tests {
         }
     }
 
-    /// Even steal, too few pairs, or every difference the same: nothing is fitted.
+    /// Even steal, too few pairs (none at all, when every pair had errors), or every difference
+    /// the same: nothing is fitted.
     #[test]
     fn no_fit_without_a_spread_of_steal() {
         let even = at_equal_steal(&[0.01, -0.02, 0.0, 0.04], &[("r", &[1.0, 1.1, 0.9, 1.0])]);
         assert!(even.contains("lost about as much"), "{even}");
         let few = at_equal_steal(&[0.2, -0.2, 0.1], &[("r", &[1.0, 1.1, 0.9])]);
         assert!(few.contains("too few pairs"), "{few}");
+        let none = at_equal_steal(&[], &[("r", &[])]);
+        assert!(none.contains("too few pairs"), "{none}");
         assert!(fit_to_steal(&[0.1; 5], &[1.0, 1.1, 0.9, 1.0, 1.2]).is_none());
     }
 
