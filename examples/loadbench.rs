@@ -842,11 +842,14 @@ fn orchestrate(settings: &Settings) {
     // pairs, each measured back to back, and their ratios' median (three pairs by default). Each
     // further pair has processes of its own (see `warmed_up`).
     let (mut speed, mut cpu, mut steal) = (Vec::new(), Vec::new(), Vec::new());
-    if counts(1, &b, &c) {
-        speed.push(c.load.per_second / b.load.per_second);
-        cpu.push(c.cpu_ms_per_1000 / b.cpu_ms_per_1000);
-        steal.push(c.steal(settings) - b.steal(settings));
-    }
+    let mut note = |pair: usize, b: &Measured, c: &Measured| {
+        if counts(pair, b, c) {
+            speed.push(c.load.per_second / b.load.per_second);
+            cpu.push(c.cpu_ms_per_1000 / b.cpu_ms_per_1000);
+            steal.push(c.steal(settings) - b.steal(settings));
+        }
+    };
+    note(1, &b, &c);
     for pair in 2..=settings.pairs {
         let fresh = start_first(&dir.path().join(format!("pair-{pair}")), &authgate_bin);
         let up = fresh.upstream.child.id();
@@ -869,11 +872,7 @@ fn orchestrate(settings: &Settings) {
         );
         row(&format!("(b) nginx, pair {pair}"), &b);
         row(&format!("(c) authgate, pair {pair}"), &c);
-        if counts(pair, &b, &c) {
-            speed.push(c.load.per_second / b.load.per_second);
-            cpu.push(c.cpu_ms_per_1000 / b.cpu_ms_per_1000);
-            steal.push(c.steal(settings) - b.steal(settings));
-        }
+        note(pair, &b, &c);
     }
     println!(
         "\nratios: c/a requests/s = {:.2}, c/b requests/s = {:.2}, c/b CPU per request = {:.2}",
